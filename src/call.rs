@@ -1,0 +1,103 @@
+//! `call`: one request-reply round trip over direct reply-to, for people and scripts.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::types::FieldTable;
+use lapin::BasicProperties;
+
+use crate::broker::{connect, Names};
+
+/// Direct reply-to pseudo-queue.
+pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
+/// What a call ended with.
+#[derive(Debug)]
+pub enum CallOutcome {
+    /// The reply arrived; its body and `status.code`.
+    Replied {
+        /// The reply body.
+        body: String,
+        /// Its `status.code`, if the body had one.
+        code: Option<String>,
+    },
+    /// No reply within the timeout.
+    TimedOut,
+}
+
+/// Sends `json` to the interactive (or batch) queue under `prefix` and waits for the reply.
+pub async fn call(
+    amqp_url: &str,
+    prefix: &str,
+    json: &str,
+    batch: bool,
+    timeout: Duration,
+) -> anyhow::Result<CallOutcome> {
+    let names = Names::new(prefix);
+    let queue = if batch {
+        names.batch
+    } else {
+        names.interactive
+    };
+    let connection = connect(amqp_url, "call")
+        .await
+        .context("cannot connect to RabbitMQ (AMQP_URL)")?;
+    let channel = connection.create_channel().await?;
+    let mut replies = channel
+        .basic_consume(
+            DIRECT_REPLY_TO.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .context("cannot consume from direct reply-to")?;
+    let correlation_id = uuid::Uuid::new_v4().simple().to_string();
+    channel
+        .basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            json.as_bytes(),
+            BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_correlation_id(correlation_id.as_str().into())
+                .with_reply_to(DIRECT_REPLY_TO.into()),
+        )
+        .await
+        .with_context(|| format!("cannot publish to {queue}"))?;
+    let wait = async {
+        while let Some(delivery) = replies.next().await {
+            let delivery = delivery?;
+            let matches = delivery
+                .properties
+                .correlation_id()
+                .as_ref()
+                .is_some_and(|id| id.as_str() == correlation_id);
+            if matches {
+                return Ok(delivery.data);
+            }
+        }
+        Err(anyhow!("the broker closed the reply consumer"))
+    };
+    let outcome = match tokio::time::timeout(timeout, wait).await {
+        Err(_) => CallOutcome::TimedOut,
+        Ok(data) => {
+            let body = String::from_utf8_lossy(&data?).into_owned();
+            let code = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.pointer("/status/code")?.as_str().map(str::to_owned));
+            CallOutcome::Replied { body, code }
+        }
+    };
+    let _ = connection.close(200, "bye".into()).await;
+    Ok(outcome)
+}

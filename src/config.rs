@@ -1,0 +1,245 @@
+//! Settings: the contract's environment variables, each also a flag of the same meaning
+//! (clap with `env`), and the subcommands of the binary.
+//!
+//! Secrets are read into [`Secret`] and never printed: clap is told to hide their
+//! values, and [`Settings`] has no field that would show them in `Debug`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::secret::Secret;
+
+/// The demo JWT secret `serve --demo` falls back to, loudly, when none is configured.
+pub const DEMO_JWT_SECRET: &str = "tucano-auth-demo-secret-do-not-use-in-production";
+
+/// `tucano-auth`: authenticates Tucano subscribers over RabbitMQ.
+#[derive(Parser)]
+#[command(name = "tucano-auth", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Broker and database settings, shared by every subcommand.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// The subcommands of the contract (section 1).
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create and migrate the database, declare the topology, consume until SIGTERM/SIGINT.
+    Serve(Box<Serve>),
+    /// Create the database if missing and apply the migrations, then exit.
+    Migrate,
+    /// Load the demo data (idempotent), then exit.
+    SeedDemo,
+    /// Send one request and print the reply body (exit 0 on OK, 1 on another status, 2 on timeout).
+    Call(Call),
+}
+
+/// Settings every subcommand needs.
+#[derive(Args)]
+pub struct Common {
+    /// RabbitMQ URL.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        global = true,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub amqp_url: String,
+    /// PostgreSQL URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/tucano_auth",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Prefix of every exchange and queue name.
+    #[arg(long, env = "QUEUE_PREFIX", global = true, default_value = "tucano")]
+    pub queue_prefix: String,
+}
+
+/// `serve`: the worker's own settings.
+#[derive(Args)]
+pub struct Serve {
+    /// Load the demo data first; without a JWT secret, use a fixed, loudly logged demo secret.
+    #[arg(long)]
+    pub demo: bool,
+    /// HS256 key shared with Tucano, at least 32 bytes.
+    #[arg(
+        long,
+        env = "TUCANO_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_secret_file"
+    )]
+    pub jwt_secret: Option<String>,
+    /// File holding the HS256 key (trailing newline ignored).
+    #[arg(long, env = "TUCANO_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Lifetime of an issued JWT, in seconds.
+    #[arg(long, env = "TUCANO_JWT_TTL_SECONDS", default_value_t = 300)]
+    pub jwt_ttl_seconds: i64,
+    /// Value of the `apip` claim.
+    #[arg(long, env = "TUCANO_APIP", default_value = "crm.com")]
+    pub apip: String,
+    /// HS256 secret of CRM login tokens in JWT form; without it such tokens are INVALID_TOKEN.
+    #[arg(long, env = "CRM_TOKEN_SECRET", hide_env_values = true)]
+    pub crm_token_secret: Option<String>,
+    /// Type of the queues the worker declares.
+    #[arg(long, env = "QUEUE_TYPE", value_enum, default_value_t = QueueType::Quorum)]
+    pub queue_type: QueueType,
+    /// Comma-separated queue-name prefixes replies may be sent to
+    /// [default: amq.rabbitmq.reply-to,amq.gen-,QUEUE_PREFIX.]
+    #[arg(long, env = "REPLY_TO_ALLOW")]
+    pub reply_to_allow: Option<String>,
+    /// Unacknowledged interactive requests the worker holds at once.
+    #[arg(long, env = "TUCANO_PREFETCH", default_value_t = 64)]
+    pub prefetch: u16,
+    /// Unacknowledged batch requests the worker holds at once.
+    #[arg(long, env = "TUCANO_BATCH_PREFETCH", default_value_t = 16)]
+    pub batch_prefetch: u16,
+    /// Connections in the database pool.
+    #[arg(long, env = "TUCANO_DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: u32,
+    /// How long a held request retries an unreachable database before TEMPORARILY_UNAVAILABLE.
+    #[arg(long, env = "TUCANO_DB_RETRY_BUDGET_SECONDS", default_value_t = 30)]
+    pub db_retry_budget_seconds: u64,
+    /// How long SIGTERM waits for requests in flight before closing.
+    #[arg(long, env = "TUCANO_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+}
+
+/// `call`: one request-reply round trip.
+#[derive(Args)]
+pub struct Call {
+    /// The request body, a JSON object.
+    pub json: String,
+    /// Seconds to wait for the reply.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    /// Send to the batch queue instead of the interactive one.
+    #[arg(long)]
+    pub batch: bool,
+}
+
+/// `x-queue-type` of the request queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueType {
+    /// Replicated, with a delivery limit.
+    Quorum,
+    /// Classic.
+    Classic,
+}
+
+impl QueueType {
+    /// The `x-queue-type` argument value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Quorum => "quorum",
+            QueueType::Classic => "classic",
+        }
+    }
+}
+
+/// Everything the worker needs, validated. No `Debug`: URLs may hold passwords.
+#[derive(Clone)]
+pub struct Settings {
+    /// Broker URL.
+    pub amqp_url: String,
+    /// Database URL.
+    pub database_url: String,
+    /// Prefix of exchanges and queues.
+    pub queue_prefix: String,
+    /// HS256 key for Tucano JWTs.
+    pub jwt_secret: Secret,
+    /// JWT lifetime.
+    pub jwt_ttl_seconds: i64,
+    /// `apip` claim.
+    pub apip: String,
+    /// CRM login-token JWT secret.
+    pub crm_token_secret: Option<Secret>,
+    /// Queue type.
+    pub queue_type: QueueType,
+    /// Allowed `reply_to` prefixes.
+    pub reply_to_allow: Vec<String>,
+    /// Interactive prefetch.
+    pub prefetch: u16,
+    /// Batch prefetch.
+    pub batch_prefetch: u16,
+    /// Database pool size.
+    pub db_pool_size: u32,
+    /// Database retry budget of a held request.
+    pub db_retry_budget: Duration,
+    /// Shutdown grace period.
+    pub shutdown_grace: Duration,
+    /// Whether demo data is loaded at start.
+    pub demo: bool,
+}
+
+impl Settings {
+    /// Validates `serve`'s flags into settings; errors name the variable to fix.
+    pub fn from_serve(common: &Common, serve: &Serve) -> anyhow::Result<Settings> {
+        let jwt_secret = match (&serve.jwt_secret, &serve.jwt_secret_file) {
+            (Some(value), _) => Secret::new(value.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read TUCANO_JWT_SECRET_FILE {}", path.display())
+                })?;
+                Secret::new(text.trim_end_matches(['\r', '\n']))
+            }
+            (None, None) if serve.demo => {
+                tracing::warn!("DEMO MODE: TUCANO_JWT_SECRET is not set, signing JWTs with the public demo secret; never use this in production");
+                Secret::new(DEMO_JWT_SECRET)
+            }
+            (None, None) => bail!(
+                "TUCANO_JWT_SECRET is not set: set it (at least 32 bytes) or TUCANO_JWT_SECRET_FILE, or run `serve --demo`"
+            ),
+        };
+        if serve.prefetch == 0 || serve.batch_prefetch == 0 {
+            bail!("TUCANO_PREFETCH and TUCANO_BATCH_PREFETCH must be at least 1");
+        }
+        if serve.db_pool_size == 0 {
+            bail!("TUCANO_DB_POOL_SIZE must be at least 1");
+        }
+        if common.queue_prefix.is_empty() {
+            bail!("QUEUE_PREFIX must not be empty");
+        }
+        let reply_to_allow = match &serve.reply_to_allow {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => vec![
+                "amq.rabbitmq.reply-to".to_owned(),
+                "amq.gen-".to_owned(),
+                format!("{}.", common.queue_prefix),
+            ],
+        };
+        Ok(Settings {
+            amqp_url: common.amqp_url.clone(),
+            database_url: common.database_url.clone(),
+            queue_prefix: common.queue_prefix.clone(),
+            jwt_secret,
+            jwt_ttl_seconds: serve.jwt_ttl_seconds,
+            apip: serve.apip.clone(),
+            crm_token_secret: serve.crm_token_secret.clone().map(Secret::new),
+            queue_type: serve.queue_type,
+            reply_to_allow,
+            prefetch: serve.prefetch,
+            batch_prefetch: serve.batch_prefetch,
+            db_pool_size: serve.db_pool_size,
+            db_retry_budget: Duration::from_secs(serve.db_retry_budget_seconds),
+            shutdown_grace: Duration::from_secs(serve.shutdown_grace_seconds),
+            demo: serve.demo,
+        })
+    }
+}

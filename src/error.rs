@@ -1,0 +1,249 @@
+//! The status codes of the contract (section 3) and the one place that maps every
+//! failure to its code.
+//!
+//! [`Error`] is what the domain returns; [`Error::code`] is the single exhaustive match
+//! from a failure to its wire code, and [`Code::description`] holds each code's fixed
+//! sentence. Messages ([`Error::message`]) say what exactly was wrong and never carry a
+//! secret, a pass code, the request token or SQL: internal details go to the log only.
+
+use std::fmt;
+
+/// A wire status code, in the contract's order of checking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// The request was served.
+    Ok,
+    /// `reply_to` is outside the allow-list.
+    ReplyToNotAllowed,
+    /// The body is not a valid request.
+    InvalidRequest,
+    /// None of the four semi-optional identifiers is present.
+    MissingIdentifier,
+    /// More than one semi-optional identifier is present.
+    MultipleIdentifiers,
+    /// `subscription_type_identifier` without `access_token_identifier`.
+    SubscriptionTypeNotApplicable,
+    /// The login token is unknown, malformed, badly signed or released.
+    InvalidToken,
+    /// The login token or its session has expired.
+    TokenExpired,
+    /// `identifier` and `pass_code` do not match.
+    AuthenticationFailed,
+    /// An identified entity does not exist.
+    NotFound,
+    /// The access token, medium or installed item is not `EFFECTIVE`.
+    NotEffective,
+    /// The subscription is not provisioned by Tucano.
+    NotProvisionedByTucano,
+    /// The subscription is in an inactive state.
+    SubscriptionInactive,
+    /// An access token or medium leads to several Tucano subscriptions.
+    AmbiguousSubscription,
+    /// The database could not be reached within the retry budget.
+    TemporarilyUnavailable,
+    /// Anything else; details only in the log.
+    InternalError,
+}
+
+impl Code {
+    /// Every code, in the contract's order.
+    pub const ALL: [Code; 16] = [
+        Code::Ok,
+        Code::ReplyToNotAllowed,
+        Code::InvalidRequest,
+        Code::MissingIdentifier,
+        Code::MultipleIdentifiers,
+        Code::SubscriptionTypeNotApplicable,
+        Code::InvalidToken,
+        Code::TokenExpired,
+        Code::AuthenticationFailed,
+        Code::NotFound,
+        Code::NotEffective,
+        Code::NotProvisionedByTucano,
+        Code::SubscriptionInactive,
+        Code::AmbiguousSubscription,
+        Code::TemporarilyUnavailable,
+        Code::InternalError,
+    ];
+
+    /// The code as it appears in `status.code` and the `x-status-code` header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Ok => "OK",
+            Code::ReplyToNotAllowed => "REPLY_TO_NOT_ALLOWED",
+            Code::InvalidRequest => "INVALID_REQUEST",
+            Code::MissingIdentifier => "MISSING_IDENTIFIER",
+            Code::MultipleIdentifiers => "MULTIPLE_IDENTIFIERS",
+            Code::SubscriptionTypeNotApplicable => "SUBSCRIPTION_TYPE_NOT_APPLICABLE",
+            Code::InvalidToken => "INVALID_TOKEN",
+            Code::TokenExpired => "TOKEN_EXPIRED",
+            Code::AuthenticationFailed => "AUTHENTICATION_FAILED",
+            Code::NotFound => "NOT_FOUND",
+            Code::NotEffective => "NOT_EFFECTIVE",
+            Code::NotProvisionedByTucano => "NOT_PROVISIONED_BY_TUCANO",
+            Code::SubscriptionInactive => "SUBSCRIPTION_INACTIVE",
+            Code::AmbiguousSubscription => "AMBIGUOUS_SUBSCRIPTION",
+            Code::TemporarilyUnavailable => "TEMPORARILY_UNAVAILABLE",
+            Code::InternalError => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The code's fixed one-sentence description (empty for `OK`, as in the seed).
+    pub fn description(self) -> &'static str {
+        match self {
+            Code::Ok => "",
+            Code::ReplyToNotAllowed => "The reply_to address is not allowed.",
+            Code::InvalidRequest => "The request is not a valid authenticate request.",
+            Code::MissingIdentifier => {
+                "One of access_token_identifier, customer_identification_medium_identifier, installed_item_identifier or subscription_identifier must be specified."
+            }
+            Code::MultipleIdentifiers => {
+                "Only one of access_token_identifier, customer_identification_medium_identifier, installed_item_identifier or subscription_identifier may be specified."
+            }
+            Code::SubscriptionTypeNotApplicable => {
+                "subscription_type_identifier is applicable only with access_token_identifier."
+            }
+            Code::InvalidToken => "The login token is not valid.",
+            Code::TokenExpired => "The login token has expired.",
+            Code::AuthenticationFailed => "The identifier and pass code do not match.",
+            Code::NotFound => "The identified entity does not exist.",
+            Code::NotEffective => "The identified entity is not effective.",
+            Code::NotProvisionedByTucano => {
+                "The subscription is not provisioned by AlphaNetworks Tucano."
+            }
+            Code::SubscriptionInactive => "The subscription is not active.",
+            Code::AmbiguousSubscription => {
+                "The identifier leads to more than one Tucano subscription."
+            }
+            Code::TemporarilyUnavailable => {
+                "The service is temporarily unavailable; try again later."
+            }
+            Code::InternalError => "An internal error occurred.",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a request was not served. Each variant's `Display` is the reply's `message`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `reply_to` is outside the allow-list (the value is the rejected name).
+    #[error("reply_to '{0}' is outside the allow-list")]
+    ReplyToNotAllowed(String),
+    /// The body or its properties are not a valid request; says where and why.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// No semi-optional identifier.
+    #[error("none of access_token_identifier, customer_identification_medium_identifier, installed_item_identifier, subscription_identifier is present")]
+    MissingIdentifier,
+    /// Several semi-optional identifiers (their names).
+    #[error("only one identifier may be present, found: {}", .0.join(", "))]
+    MultipleIdentifiers(Vec<&'static str>),
+    /// `subscription_type_identifier` without `access_token_identifier`.
+    #[error("subscription_type_identifier is present without access_token_identifier")]
+    SubscriptionTypeNotApplicable,
+    /// The login token is not valid; says why without echoing it.
+    #[error("{0}")]
+    InvalidToken(&'static str),
+    /// The login token or its session expired.
+    #[error("{0}")]
+    TokenExpired(&'static str),
+    /// Identifier and pass code do not match (or the identifier does not exist).
+    #[error("identifier and pass_code do not match")]
+    AuthenticationFailed,
+    /// Which entity was not found.
+    #[error("{0}")]
+    NotFound(String),
+    /// Which entity is not effective.
+    #[error("{0}")]
+    NotEffective(String),
+    /// The subscription (its number) is not provisioned by Tucano.
+    #[error("subscription {0} is not provisioned by Tucano")]
+    NotProvisionedByTucano(String),
+    /// The subscription (number, state) is inactive.
+    #[error("subscription {number} is {state}")]
+    SubscriptionInactive {
+        /// The subscription number.
+        number: String,
+        /// Its life cycle state.
+        state: String,
+    },
+    /// How many Tucano subscriptions matched.
+    #[error(
+        "{0} Tucano subscriptions match; narrow the request with subscription_type_identifier"
+    )]
+    AmbiguousSubscription(usize),
+    /// The database could not be reached; retried by the caller until its budget ends.
+    #[error("the database is unreachable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Anything else. The detail is logged, never sent.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl Error {
+    /// The one exhaustive mapping from a failure to its wire code.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::ReplyToNotAllowed(_) => Code::ReplyToNotAllowed,
+            Error::InvalidRequest(_) => Code::InvalidRequest,
+            Error::MissingIdentifier => Code::MissingIdentifier,
+            Error::MultipleIdentifiers(_) => Code::MultipleIdentifiers,
+            Error::SubscriptionTypeNotApplicable => Code::SubscriptionTypeNotApplicable,
+            Error::InvalidToken(_) => Code::InvalidToken,
+            Error::TokenExpired(_) => Code::TokenExpired,
+            Error::AuthenticationFailed => Code::AuthenticationFailed,
+            Error::NotFound(_) => Code::NotFound,
+            Error::NotEffective(_) => Code::NotEffective,
+            Error::NotProvisionedByTucano(_) => Code::NotProvisionedByTucano,
+            Error::SubscriptionInactive { .. } => Code::SubscriptionInactive,
+            Error::AmbiguousSubscription(_) => Code::AmbiguousSubscription,
+            Error::Unavailable(_) => Code::TemporarilyUnavailable,
+            Error::Internal(_) => Code::InternalError,
+        }
+    }
+
+    /// The reply's `message`: what exactly was wrong, safe to send.
+    pub fn message(&self) -> String {
+        match self {
+            Error::Unavailable(_) => {
+                "the database could not be reached within the retry budget".to_owned()
+            }
+            Error::Internal(_) => "internal error; the details are in the worker log".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Classifies a database error: connection trouble is [`Error::Unavailable`]
+    /// (retried), anything else is [`Error::Internal`].
+    pub fn from_db(err: sqlx::Error) -> Error {
+        if is_transient(&err) {
+            Error::Unavailable(err)
+        } else {
+            Error::Internal(err.into())
+        }
+    }
+}
+
+/// Whether a database error means "the database is not reachable right now".
+fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception, 57P: operator intervention (shutdown),
+            // 53: insufficient resources.
+            code.starts_with("08") || code.starts_with("57P") || code.starts_with("53")
+        }),
+        _ => false,
+    }
+}

@@ -1,0 +1,241 @@
+//! What happens to one message: the pipeline from a request's body and properties to
+//! its reply, in the contract's order of checks (section 3). No broker types here: the
+//! broker layer hands in an [`Incoming`] and publishes the [`Outcome`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::error::{Code, Error};
+use crate::request::{self, Request};
+use crate::schema::Schemas;
+use crate::store::Store;
+use crate::token::Signer;
+
+/// Routing key of replies published to the results exchange for `OK`.
+pub const RESULTS_OK: &str = "authenticate.ok";
+/// Routing key of replies published to the results exchange for any other code.
+pub const RESULTS_ERROR: &str = "authenticate.error";
+
+/// The parts of a request message the pipeline reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// `reply_to` property.
+    pub reply_to: Option<&'a str>,
+    /// `content_type` property.
+    pub content_type: Option<&'a str>,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// Where a reply goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// To this queue (or direct reply-to address) through the default exchange.
+    ReplyTo(String),
+    /// To the results exchange with this routing key.
+    Results(&'static str),
+}
+
+/// A reply ready to publish.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Where it goes.
+    pub route: Route,
+    /// Its status code.
+    pub code: Code,
+    /// The JSON body.
+    pub body: Vec<u8>,
+}
+
+/// The reply envelope of the seed.
+#[derive(Debug, Serialize)]
+struct Reply<'a> {
+    data: Option<Data<'a>>,
+    status: Status<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct Data<'a> {
+    subscription_id: &'a str,
+    jwt: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct Status<'a> {
+    code: &'static str,
+    description: &'static str,
+    message: &'a str,
+}
+
+/// A successful authentication.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The subscription id, 32 upper-case hex digits.
+    pub subscription_id: String,
+    /// The signed JWT.
+    pub jwt: String,
+}
+
+/// The request pipeline, shared by every consumer task.
+#[derive(Clone)]
+pub struct Handler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    schemas: Schemas,
+    store: Store,
+    signer: Signer,
+    reply_to_allow: Vec<String>,
+    retry_budget: Duration,
+}
+
+impl Handler {
+    /// A handler over these parts.
+    pub fn new(
+        schemas: Schemas,
+        store: Store,
+        signer: Signer,
+        reply_to_allow: Vec<String>,
+        retry_budget: Duration,
+    ) -> Handler {
+        Handler {
+            inner: Arc::new(Inner {
+                schemas,
+                store,
+                signer,
+                reply_to_allow,
+                retry_budget,
+            }),
+        }
+    }
+
+    /// The store, for readiness checks.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Handles one request: step 1 (the allow-list) here, steps 2 to 7 in
+    /// [`Handler::authenticate`].
+    pub async fn handle(&self, incoming: Incoming<'_>) -> Outcome {
+        let route = match incoming.reply_to {
+            None | Some("") => None,
+            Some(name) if self.allows(name) => Some(Route::ReplyTo(name.to_owned())),
+            Some(name) => {
+                return Outcome::from_result(None, Err(Error::ReplyToNotAllowed(name.to_owned())));
+            }
+        };
+        let result = self
+            .authenticate(incoming.content_type, incoming.body)
+            .await;
+        Outcome::from_result(route, result)
+    }
+
+    /// Whether replies may be sent to `reply_to`.
+    pub fn allows(&self, reply_to: &str) -> bool {
+        self.inner
+            .reply_to_allow
+            .iter()
+            .any(|prefix| reply_to.starts_with(prefix.as_str()))
+    }
+
+    /// Steps 2 to 7: decode, check the login token, resolve, sign. Retries an
+    /// unreachable database with backoff until the retry budget runs out.
+    pub async fn authenticate(
+        &self,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Authenticated, Error> {
+        let request = request::decode(content_type, body, &self.inner.schemas)?;
+        let deadline = Instant::now() + self.inner.retry_budget;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.resolve(&request).await {
+                Err(Error::Unavailable(err)) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::Unavailable(err));
+                    }
+                    let pause = backoff.min(left);
+                    tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "database unreachable, retrying a held request");
+                    tokio::time::sleep(pause).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn resolve(&self, request: &Request) -> Result<Authenticated, Error> {
+        let now = chrono::Utc::now();
+        self.inner.store.check_login(&request.token, now).await?;
+        let subscription = self.inner.store.resolve(&request.identifier).await?;
+        let jwt = self
+            .inner
+            .signer
+            .sign(&subscription.number, now.timestamp())
+            .map_err(|err| Error::Internal(anyhow::Error::new(err).context("signing the JWT")))?;
+        Ok(Authenticated {
+            subscription_id: subscription.id.simple().to_string().to_uppercase(),
+            jwt,
+        })
+    }
+}
+
+impl Outcome {
+    /// The reply for `result`, routed to `route` or, with none, to the results exchange.
+    pub fn from_result(route: Option<Route>, result: Result<Authenticated, Error>) -> Outcome {
+        let code = match &result {
+            Ok(_) => Code::Ok,
+            Err(err) => err.code(),
+        };
+        let route = route.unwrap_or(Route::Results(if code == Code::Ok {
+            RESULTS_OK
+        } else {
+            RESULTS_ERROR
+        }));
+        let body = match &result {
+            Ok(auth) => render(&Reply {
+                data: Some(Data {
+                    subscription_id: &auth.subscription_id,
+                    jwt: &auth.jwt,
+                }),
+                status: Status {
+                    code: code.as_str(),
+                    description: "",
+                    message: "",
+                },
+            }),
+            Err(err) => {
+                match err {
+                    Error::Internal(detail) => {
+                        tracing::error!(error = format!("{detail:#}"), "internal error")
+                    }
+                    Error::Unavailable(detail) => {
+                        tracing::error!(error = %detail, "retry budget exhausted")
+                    }
+                    _ => {}
+                }
+                render(&Reply {
+                    data: None,
+                    status: Status {
+                        code: code.as_str(),
+                        description: code.description(),
+                        message: &err.message(),
+                    },
+                })
+            }
+        };
+        Outcome { route, code, body }
+    }
+}
+
+fn render(reply: &Reply<'_>) -> Vec<u8> {
+    // Serialising a struct of strings into a Vec cannot fail.
+    serde_json::to_vec(reply).unwrap_or_else(|_| {
+        br#"{"data":null,"status":{"code":"INTERNAL_ERROR","description":"An internal error occurred.","message":""}}"#.to_vec()
+    })
+}

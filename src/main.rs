@@ -1,0 +1,105 @@
+//! The `tucano-auth` binary: parses the command line, sets up logging, runs the
+//! subcommand, and turns its result into the exit code (printing the whole error chain).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tucano_auth::call::{call, CallOutcome};
+use tucano_auth::config::{Cli, Command, Settings};
+use tucano_auth::{broker, store, worker};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tucano_auth::telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let common = cli.common;
+    match cli.command {
+        Command::Serve(serve) => {
+            let settings = Settings::from_serve(&common, &serve)?;
+            worker::run(
+                settings,
+                Arc::new(broker::Stats::default()),
+                shutdown_signal(),
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            store::prepare(&common.database_url, 1).await?;
+            tracing::info!("database ready");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SeedDemo => {
+            let pool = store::prepare(&common.database_url, 1).await?;
+            store::seed::seed_demo(&pool).await?;
+            tracing::info!("demo data loaded");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Call(args) => {
+            let outcome = call(
+                &common.amqp_url,
+                &common.queue_prefix,
+                &args.json,
+                args.batch,
+                Duration::from_secs(args.timeout),
+            )
+            .await;
+            match outcome {
+                Ok(CallOutcome::Replied { body, code }) => {
+                    println!("{body}");
+                    Ok(if code.as_deref() == Some("OK") {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    })
+                }
+                Ok(CallOutcome::TimedOut) => {
+                    eprintln!("error: no reply within {} s", args.timeout);
+                    Ok(ExitCode::from(2))
+                }
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the worker");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+    }
+}

@@ -1,0 +1,195 @@
+//! PostgreSQL: the pool, migrations, login-token checks and subscription resolution.
+//!
+//! [`prepare`] turns a database URL into a migrated pool at startup. [`Store`] owns
+//! the two reads of a request: [`Store::check_login`] (step 5 of the contract's order
+//! of checks, in `login.rs`) and [`Store::resolve`] (step 6, in `resolve.rs`). The
+//! demo data of contract section 6 lives in [`seed`]. All SQL is checked at run time
+//! (`sqlx::query_as`), since no database exists at build time; every database error
+//! goes through [`Error::from_db`](crate::error::Error::from_db) so connection trouble is retried, never reported as
+//! a subscriber's fault.
+
+mod login;
+mod pass_code;
+mod resolve;
+pub mod seed;
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jsonwebtoken::DecodingKey;
+use sqlx::migrate::MigrateDatabase as _;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres};
+use uuid::Uuid;
+
+use crate::secret::Secret;
+
+pub use seed::{seed_demo, DemoData};
+
+/// How long a request waits for a pooled connection before the attempt counts as
+/// "database unreachable" (and is retried by the caller).
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Creates the database named in `database_url` if it is missing, connects a pool of
+/// at most `pool_size` connections and applies the migrations in `migrations/`.
+///
+/// Errors name the step that failed and the URL (its password masked), so the
+/// operator knows what to fix.
+pub async fn prepare(database_url: &str, pool_size: u32) -> anyhow::Result<PgPool> {
+    let shown = redact(database_url);
+    anyhow::ensure!(pool_size > 0, "the database pool size must be at least 1");
+
+    let exists = Postgres::database_exists(database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "could not check whether the database of {shown} exists: \
+                 is PostgreSQL running there, and are DATABASE_URL's host, port, user and password right?"
+            )
+        })?;
+    if !exists {
+        match Postgres::create_database(database_url).await {
+            Ok(()) => tracing::info!(database = %shown, "created the database"),
+            // Another worker created it between our check and our CREATE DATABASE.
+            Err(err) if is_duplicate_database(&err) => {}
+            Err(err) => {
+                return Err(err).with_context(|| {
+                    format!(
+                        "the database of {shown} does not exist and could not be created: \
+                         create it by hand or give the user the CREATEDB privilege"
+                    )
+                })
+            }
+        }
+    }
+
+    let pool = PgPoolOptions::new()
+        .max_connections(pool_size)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect(database_url)
+        .await
+        .with_context(|| format!("could not connect to the database {shown}"))?;
+
+    sqlx::migrate!().run(&pool).await.with_context(|| {
+        format!(
+            "could not apply the migrations to {shown}: \
+                 the database may hold a schema this version does not know"
+        )
+    })?;
+    Ok(pool)
+}
+
+/// Whether `CREATE DATABASE` lost a race against another creator.
+fn is_duplicate_database(err: &sqlx::Error) -> bool {
+    // 42P04 duplicate_database; 23505 when both inserted into pg_database at once.
+    matches!(err, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("42P04" | "23505")))
+}
+
+/// The URL with its password (in the user-info part or a `password=` parameter)
+/// replaced by `***`, fit for logs and error messages.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{user_info}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}{authority}{tail}")
+}
+
+/// The subscription a request resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// Its id (shown on the wire as 32 upper-case hex digits).
+    pub id: Uuid,
+    /// Its number, the `userid` claim of the issued JWT.
+    pub number: String,
+}
+
+/// The worker's reads: login tokens and subscriptions.
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+    /// The key of CRM login tokens in JWT form; `None` rejects them all.
+    crm_token_key: Option<DecodingKey>,
+}
+
+impl Store {
+    /// A store reading `pool`; `crm_token_secret` is `CRM_TOKEN_SECRET`, the HS256 key
+    /// of login tokens in JWT form (without it such tokens are `INVALID_TOKEN`).
+    pub fn new(pool: PgPool, crm_token_secret: Option<Secret>) -> Self {
+        let crm_token_key =
+            crm_token_secret.map(|secret| DecodingKey::from_secret(secret.expose().as_bytes()));
+        Store {
+            pool,
+            crm_token_key,
+        }
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("pool", &self.pool)
+            .field(
+                "crm_token_key",
+                &self.crm_token_key.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+/// An id as the wire and the messages show it: 32 upper-case hex digits.
+fn show_id(id: &Uuid) -> String {
+    id.simple().to_string().to_uppercase()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_masks_the_password_in_user_info_and_parameters() {
+        assert_eq!(
+            redact("postgres://app:s3cr:et@db.example:5432/tucano?password=x&sslmode=require"),
+            "postgres://app:***@db.example:5432/tucano?password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1:5432/tucano_auth"),
+            "postgres://postgres@127.0.0.1:5432/tucano_auth"
+        );
+    }
+
+    #[test]
+    fn ids_are_shown_as_upper_case_hex() {
+        let id = Uuid::from_u128(0x75E3E501_39F2_4DC3_A6C9_AA0C026D0292);
+        assert_eq!(show_id(&id), "75E3E50139F24DC3A6C9AA0C026D0292");
+    }
+}

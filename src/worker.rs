@@ -1,0 +1,46 @@
+//! `serve`: assembles the worker from its settings and runs it until the shutdown
+//! future resolves. The shutdown trigger is an argument so tests control it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::broker::{self, Stats};
+use crate::config::Settings;
+use crate::handle::Handler;
+use crate::schema::Schemas;
+use crate::store::{self, Store};
+use crate::token::Signer;
+
+/// Runs the worker: checks the settings, prepares the database (creating and migrating
+/// it), loads the demo data with `--demo`, then serves until `shutdown` resolves and
+/// drains.
+pub async fn run(
+    settings: Settings,
+    stats: Arc<Stats>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let signer = Signer::new(
+        &settings.jwt_secret,
+        settings.jwt_ttl_seconds,
+        &settings.apip,
+    )?;
+    let schemas = Schemas::load().context("compiling the schemas in schemas/")?;
+    let pool = store::prepare(&settings.database_url, settings.db_pool_size).await?;
+    if settings.demo {
+        store::seed::seed_demo(&pool)
+            .await
+            .context("loading the demo data")?;
+        tracing::info!("demo data loaded");
+    }
+    let store = Store::new(pool, settings.crm_token_secret.clone());
+    let handler = Handler::new(
+        schemas,
+        store,
+        signer,
+        settings.reply_to_allow.clone(),
+        settings.db_retry_budget,
+    );
+    broker::serve(&settings, handler, stats, shutdown).await
+}

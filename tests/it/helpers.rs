@@ -1,0 +1,509 @@
+//! The test harness: each test gets its own database and queue prefix, a worker running
+//! in-process (or as the real binary), and a client that talks to it over the real
+//! RabbitMQ. Everything a test declared is deleted when its `TestWorker` drops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tucano_auth::broker::{Names, Stats};
+use tucano_auth::config::{QueueType, Settings};
+use tucano_auth::secret::Secret;
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
+pub const CRM_SECRET: &str = "test-crm-login-secret-0123456789abcdef";
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A reply as a client sees it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub body: Value,
+    pub raw: String,
+    pub correlation_id: Option<String>,
+    pub header_code: Option<String>,
+    pub delivery_mode: Option<u8>,
+    pub content_type: Option<String>,
+    pub routing_key: String,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body
+            .pointer("/status/code")
+            .and_then(Value::as_str)
+            .unwrap_or("<none>")
+    }
+
+    pub fn message(&self) -> &str {
+        self.body
+            .pointer("/status/message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    fn from_delivery(delivery: &lapin::message::Delivery) -> Reply {
+        let raw = String::from_utf8_lossy(&delivery.data).into_owned();
+        let props = &delivery.properties;
+        let header_code = props.headers().as_ref().and_then(|h| {
+            h.inner().get("x-status-code").and_then(|v| match v {
+                AMQPValue::LongString(s) => {
+                    Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                }
+                AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+                _ => None,
+            })
+        });
+        Reply {
+            body: serde_json::from_str(&raw).unwrap_or(Value::Null),
+            raw,
+            correlation_id: props
+                .correlation_id()
+                .as_ref()
+                .map(|s| s.as_str().to_owned()),
+            header_code,
+            delivery_mode: *props.delivery_mode(),
+            content_type: props.content_type().as_ref().map(|s| s.as_str().to_owned()),
+            routing_key: delivery.routing_key.as_str().to_owned(),
+        }
+    }
+}
+
+/// A unique name for this test's database and queue prefix.
+pub fn unique(label: &str) -> String {
+    format!(
+        "t{}_{}",
+        label,
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Settings for a worker on `db_url` under `prefix`, as `serve` would build them.
+pub fn settings(prefix: &str, db_url: &str) -> Settings {
+    Settings {
+        amqp_url: AMQP_URL.to_owned(),
+        database_url: db_url.to_owned(),
+        queue_prefix: prefix.to_owned(),
+        jwt_secret: Secret::new(JWT_SECRET),
+        jwt_ttl_seconds: 300,
+        apip: "crm.com".to_owned(),
+        crm_token_secret: Some(Secret::new(CRM_SECRET)),
+        queue_type: QueueType::Quorum,
+        reply_to_allow: vec![
+            "amq.rabbitmq.reply-to".to_owned(),
+            "amq.gen-".to_owned(),
+            format!("{prefix}."),
+        ],
+        prefetch: 32,
+        batch_prefetch: 8,
+        db_pool_size: 4,
+        db_retry_budget: Duration::from_secs(30),
+        shutdown_grace: Duration::from_secs(10),
+        demo: false,
+    }
+}
+
+/// A worker on its own database and queue prefix, and a client connection.
+pub struct TestWorker {
+    pub prefix: String,
+    pub names: Names,
+    pub db_name: String,
+    pub pool: PgPool,
+    pub conn: Connection,
+    pub stats: Arc<Stats>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestWorker {
+    /// A worker with the demo data loaded and default test settings.
+    pub async fn spawn() -> TestWorker {
+        TestWorker::spawn_with(|_| {}).await
+    }
+
+    /// A worker whose settings `adjust` may change, with the demo data loaded.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestWorker {
+        TestWorker::spawn_on(None, adjust).await
+    }
+
+    /// A worker that reaches its database through `proxy`.
+    pub async fn spawn_via(proxy: &Proxy, adjust: impl FnOnce(&mut Settings)) -> TestWorker {
+        TestWorker::spawn_on(Some(proxy.port), adjust).await
+    }
+
+    async fn spawn_on(proxy_port: Option<u16>, adjust: impl FnOnce(&mut Settings)) -> TestWorker {
+        let name = unique("w");
+        let db_url = format!("{PG_SERVER}/{name}");
+        let pool = tucano_auth::store::prepare(&db_url, 2)
+            .await
+            .expect("prepare db");
+        tucano_auth::store::seed::seed_demo(&pool)
+            .await
+            .expect("seed");
+        let worker_db_url = match proxy_port {
+            Some(port) => format!("postgres://postgres@127.0.0.1:{port}/{name}"),
+            None => db_url.clone(),
+        };
+        let mut settings = settings(&name, &worker_db_url);
+        adjust(&mut settings);
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(tucano_auth::worker::run(
+            settings,
+            stats.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let conn = Connection::connect(AMQP_URL, ConnectionProperties::default())
+            .await
+            .expect("client connection");
+        let worker = TestWorker {
+            names: Names::new(&name),
+            prefix: name.clone(),
+            db_name: name,
+            pool,
+            conn,
+            stats,
+            shutdown: Some(tx),
+            task: Some(task),
+        };
+        worker.wait_consuming().await;
+        worker
+    }
+
+    /// Waits until the worker consumes both request queues.
+    pub async fn wait_consuming(&self) {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let mut ready = true;
+            for queue in [&self.names.interactive, &self.names.batch] {
+                let channel = self.conn.create_channel().await.expect("channel");
+                match channel
+                    .queue_declare(
+                        queue.as_str().into(),
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..QueueDeclareOptions::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await
+                {
+                    Ok(q) if q.consumer_count() > 0 => {
+                        let _ = channel.close(200, "ok".into()).await;
+                    }
+                    _ => ready = false,
+                }
+            }
+            if ready {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the worker did not start consuming"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends `body` to the interactive queue with direct reply-to and waits for the reply.
+    pub async fn call(&self, body: &str) -> Reply {
+        let props = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_correlation_id(uuid::Uuid::new_v4().to_string().into());
+        self.call_with(&self.names.interactive, body.as_bytes(), props)
+            .await
+            .expect("a reply")
+    }
+
+    /// Sends a request with these properties to `queue` over direct reply-to; `None` if no
+    /// reply came within `wait`.
+    pub async fn call_with(
+        &self,
+        queue: &str,
+        body: &[u8],
+        props: BasicProperties,
+    ) -> Option<Reply> {
+        self.call_waiting(queue, body, props, TIMEOUT).await
+    }
+
+    pub async fn call_waiting(
+        &self,
+        queue: &str,
+        body: &[u8],
+        props: BasicProperties,
+        wait: Duration,
+    ) -> Option<Reply> {
+        let channel = self.conn.create_channel().await.expect("channel");
+        let mut replies = channel
+            .basic_consume(
+                "amq.rabbitmq.reply-to".into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume direct reply-to");
+        channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                props.with_reply_to("amq.rabbitmq.reply-to".into()),
+            )
+            .await
+            .expect("publish");
+        let reply = tokio::time::timeout(wait, replies.next())
+            .await
+            .ok()
+            .flatten()
+            .map(|d| Reply::from_delivery(&d.expect("delivery")));
+        let _ = channel.close(200, "done".into()).await;
+        reply
+    }
+
+    /// Publishes without waiting for anything.
+    pub async fn publish(&self, queue: &str, body: &[u8], props: BasicProperties) {
+        let channel = self.conn.create_channel().await.expect("channel");
+        channel
+            .confirm_select(Default::default())
+            .await
+            .expect("confirm");
+        channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                props,
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirmed");
+        let _ = channel.close(200, "done".into()).await;
+    }
+
+    /// Declares a durable queue `PREFIX.<suffix>` and, if `bind_key` is given, binds it
+    /// to the results exchange with that key.
+    pub async fn declare_queue(&self, suffix: &str, bind_key: Option<&str>) -> String {
+        let name = format!("{}.{}", self.prefix, suffix);
+        let channel = self.conn.create_channel().await.expect("channel");
+        channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare");
+        if let Some(key) = bind_key {
+            channel
+                .queue_bind(
+                    name.as_str().into(),
+                    self.names.results.as_str().into(),
+                    key.into(),
+                    Default::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("bind");
+        }
+        let _ = channel.close(200, "done".into()).await;
+        name
+    }
+
+    /// Takes one message from `queue`, waiting up to `wait`.
+    pub async fn get(&self, queue: &str, wait: Duration) -> Option<Reply> {
+        let channel = self.conn.create_channel().await.expect("channel");
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(msg) = channel
+                .basic_get(
+                    queue.into(),
+                    lapin::options::BasicGetOptions { no_ack: true },
+                )
+                .await
+                .expect("get")
+            {
+                let reply = Reply::from_delivery(&msg.delivery);
+                let _ = channel.close(200, "done".into()).await;
+                return Some(reply);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = channel.close(200, "done".into()).await;
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the worker as SIGTERM would and returns what `run` returned.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(task) => tokio::time::timeout(TIMEOUT, task)
+                .await
+                .expect("worker stops within the timeout")
+                .expect("worker task joins"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        let prefix = self.prefix.clone();
+        let db = self.db_name.clone();
+        let pool = self.pool.clone();
+        // Drop cannot await: clean up on a thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                pool.close().await;
+                cleanup(&prefix, &db).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Deletes the queues and exchanges under `prefix` and the database `db`.
+pub async fn cleanup(prefix: &str, db: &str) {
+    if let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await {
+        let names = Names::new(prefix);
+        for queue in [
+            names.interactive.clone(),
+            names.batch.clone(),
+            names.dead_letter.clone(),
+            format!("{prefix}.replies"),
+            format!("{prefix}.results-ok"),
+            format!("{prefix}.results-error"),
+        ] {
+            if let Ok(ch) = conn.create_channel().await {
+                let _ = ch
+                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+            }
+        }
+        for exchange in [names.results, names.dead_letter] {
+            if let Ok(ch) = conn.create_channel().await {
+                let _ = ch
+                    .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                    .await;
+            }
+        }
+        let _ = conn.close(200, "cleanup".into()).await;
+    }
+    if let Ok(admin) = PgPool::connect(&format!("{PG_SERVER}/postgres")).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+            .execute(&admin)
+            .await;
+        admin.close().await;
+    }
+}
+
+/// A request body naming the demo subscription by number, with `token`.
+pub fn by_number(token: &str, number: &str) -> String {
+    serde_json::json!({"token": token, "subscription_identifier": {"number": number}}).to_string()
+}
+
+/// A TCP proxy in front of the real PostgreSQL that a test can cut off and restore,
+/// to make the database unreachable for the worker alone.
+pub struct Proxy {
+    pub port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    generation: tokio::sync::watch::Sender<u64>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start() -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let task = {
+            let up = up.clone();
+            let generation = generation.clone();
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        drop(inbound);
+                        continue;
+                    }
+                    let mut cut = generation.subscribe();
+                    tokio::spawn(async move {
+                        let Ok(mut outbound) =
+                            tokio::net::TcpStream::connect("127.0.0.1:5432").await
+                        else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = cut.changed() => {}
+                        }
+                    });
+                }
+            })
+        };
+        Proxy {
+            port,
+            up,
+            generation,
+            task,
+        }
+    }
+
+    /// Refuses new connections and drops the open ones.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

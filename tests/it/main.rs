@@ -1,0 +1,10 @@
+//! Integration tests against the real RabbitMQ and PostgreSQL. Each test runs its own
+//! worker on its own database and queue prefix, so tests run in parallel.
+
+mod codes;
+mod fixtures;
+mod helpers;
+mod jwt;
+mod paths;
+mod routing;
+mod shutdown;
