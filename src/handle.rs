@@ -9,6 +9,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::error::{Code, Error};
+use crate::health::DbHealth;
 use crate::request::{self, Request};
 use crate::schema::Schemas;
 use crate::store::Store;
@@ -91,6 +92,7 @@ struct Inner {
     signer: Signer,
     reply_to_allow: Vec<String>,
     retry_budget: Duration,
+    health: DbHealth,
 }
 
 impl Handler {
@@ -102,8 +104,10 @@ impl Handler {
         reply_to_allow: Vec<String>,
         retry_budget: Duration,
     ) -> Handler {
+        let health = DbHealth::new(store.pool().clone());
         Handler {
             inner: Arc::new(Inner {
+                health,
                 schemas,
                 store,
                 signer,
@@ -113,9 +117,9 @@ impl Handler {
         }
     }
 
-    /// The store, for readiness checks.
-    pub fn store(&self) -> &Store {
-        &self.inner.store
+    /// The database's reachability: the consume loop takes no new request while it is down.
+    pub fn health(&self) -> &DbHealth {
+        &self.inner.health
     }
 
     /// Handles one request: step 1 (the allow-list) here, steps 2 to 7 in
@@ -155,6 +159,7 @@ impl Handler {
         loop {
             match self.resolve(&request).await {
                 Err(Error::Unavailable(err)) => {
+                    self.inner.health.report_down();
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err(Error::Unavailable(err));

@@ -5,6 +5,7 @@ pub mod call;
 pub mod config;
 pub mod error;
 pub mod handle;
+pub mod health;
 pub mod request;
 pub mod schema;
 pub mod secret;

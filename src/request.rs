@@ -119,7 +119,7 @@ pub fn decode(
     convert(&request, field)
 }
 
-/// Step 2, property half.
+/// Step 2, property half. An empty `content_type` is not absent: it is refused.
 fn check_content_type(content_type: Option<&str>) -> Result<(), Error> {
     let Some(text) = content_type else {
         return Ok(());

@@ -182,14 +182,12 @@ fn credential_ok(value: &Value) -> bool {
         return false;
     }
     let has = |name: &str| object.get(name).is_some_and(|field| !field.is_null());
-    match (
+    let (code, identifier, pass_code) = (
         has("authentication_code"),
         has("identifier"),
         has("pass_code"),
-    ) {
-        (true, false, false) | (false, true, true) => true,
-        _ => false,
-    }
+    );
+    (code && !identifier && !pass_code) || (!code && identifier && pass_code)
 }
 
 /// Step 2 for the content types the generators use.

@@ -150,6 +150,12 @@ async fn session(
         classic: settings.queue_type == QueueType::Classic,
     });
     let ended = loop {
+        if handler.health().is_down() {
+            tokio::select! {
+                _ = stop.cancelled() => break Ended::Shutdown,
+                _ = handler.health().wait_up() => {}
+            }
+        }
         let next = tokio::select! {
             biased;
             _ = stop.cancelled() => break Ended::Shutdown,

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use crate::secret::Secret;
 
+pub use resolve::INACTIVE_STATES;
 pub use seed::{seed_demo, DemoData};
 
 /// How long a request waits for a pooled connection before the attempt counts as

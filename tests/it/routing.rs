@@ -163,7 +163,7 @@ async fn a_durable_reply_queue_gets_a_persistent_reply() {
 
 #[tokio::test]
 async fn the_batch_queue_is_served_and_requests_are_acked() {
-    let worker = TestWorker::spawn().await;
+    let mut worker = TestWorker::spawn().await;
     for i in 0..20 {
         let reply = worker
             .call_with(
@@ -192,7 +192,11 @@ async fn the_batch_queue_is_served_and_requests_are_acked() {
         assert_eq!(q.message_count(), 0, "{queue}: every request was acked");
     }
     assert!(
-        worker.stats.answered.load(std::sync::atomic::Ordering::Relaxed) >= 20,
+        worker
+            .stats
+            .answered
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 20,
         "the worker counts what it answered"
     );
     worker.stop().await.expect("the worker stops cleanly");
