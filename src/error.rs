@@ -247,3 +247,162 @@ fn is_transient(err: &sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handle::Outcome;
+    use crate::schema::Schemas;
+
+    /// The wire codes the published reply schema allows.
+    fn schema_codes() -> Vec<String> {
+        let schema: serde_json::Value = serde_json::from_str(crate::schema::REPLY_SCHEMA).unwrap();
+        let codes = schema
+            .pointer("/properties/status/properties/code/enum")
+            .or_else(|| schema.pointer("/$defs/status/properties/code/enum"))
+            .expect("the reply schema lists the codes");
+        codes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn assert_in_schema(err: Error) {
+        let code = err.code();
+        assert!(
+            schema_codes().iter().any(|c| c == code.as_str()),
+            "{code} is not in the reply schema's enum"
+        );
+        // The whole reply for this failure validates against the published schema.
+        let outcome = Outcome::from_result(None, Err(err));
+        let body: serde_json::Value = serde_json::from_slice(&outcome.body).unwrap();
+        assert!(Schemas::load().unwrap().is_valid_reply(&body), "{body}");
+    }
+
+    fn sql_error() -> sqlx::Error {
+        sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        ))
+    }
+
+    // Each variant has its own test; `variant_name` makes adding a variant without a
+    // test here a compile error.
+    #[allow(dead_code)]
+    fn variant_name(err: &Error) -> &'static str {
+        match err {
+            Error::ReplyToNotAllowed(_) => "reply_to_not_allowed",
+            Error::InvalidRequest(_) => "invalid_request",
+            Error::MissingIdentifier => "missing_identifier",
+            Error::MultipleIdentifiers(_) => "multiple_identifiers",
+            Error::SubscriptionTypeNotApplicable => "subscription_type_not_applicable",
+            Error::InvalidToken(_) => "invalid_token",
+            Error::TokenExpired(_) => "token_expired",
+            Error::AuthenticationFailed => "authentication_failed",
+            Error::NotFound(_) => "not_found",
+            Error::NotEffective(_) => "not_effective",
+            Error::NotProvisionedByTucano(_) => "not_provisioned_by_tucano",
+            Error::SubscriptionInactive { .. } => "subscription_inactive",
+            Error::AmbiguousSubscription(_) => "ambiguous_subscription",
+            Error::Unavailable(_) => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    #[test]
+    fn reply_to_not_allowed_is_in_the_reply_schema() {
+        assert_in_schema(Error::ReplyToNotAllowed("x".into()));
+    }
+    #[test]
+    fn invalid_request_is_in_the_reply_schema() {
+        assert_in_schema(Error::InvalidRequest("/token: bad".into()));
+    }
+    #[test]
+    fn missing_identifier_is_in_the_reply_schema() {
+        assert_in_schema(Error::MissingIdentifier);
+    }
+    #[test]
+    fn multiple_identifiers_is_in_the_reply_schema() {
+        assert_in_schema(Error::MultipleIdentifiers(vec!["a", "b"]));
+    }
+    #[test]
+    fn subscription_type_not_applicable_is_in_the_reply_schema() {
+        assert_in_schema(Error::SubscriptionTypeNotApplicable);
+    }
+    #[test]
+    fn invalid_token_is_in_the_reply_schema() {
+        assert_in_schema(Error::InvalidToken("unknown"));
+    }
+    #[test]
+    fn token_expired_is_in_the_reply_schema() {
+        assert_in_schema(Error::TokenExpired("expired"));
+    }
+    #[test]
+    fn authentication_failed_is_in_the_reply_schema() {
+        assert_in_schema(Error::AuthenticationFailed);
+    }
+    #[test]
+    fn not_found_is_in_the_reply_schema() {
+        assert_in_schema(Error::NotFound("subscription S1".into()));
+    }
+    #[test]
+    fn not_effective_is_in_the_reply_schema() {
+        assert_in_schema(Error::NotEffective("item".into()));
+    }
+    #[test]
+    fn not_provisioned_by_tucano_is_in_the_reply_schema() {
+        assert_in_schema(Error::NotProvisionedByTucano("S1".into()));
+    }
+    #[test]
+    fn subscription_inactive_is_in_the_reply_schema() {
+        assert_in_schema(Error::SubscriptionInactive {
+            number: "S1".into(),
+            state: "CANCELLED".into(),
+        });
+    }
+    #[test]
+    fn ambiguous_subscription_is_in_the_reply_schema() {
+        assert_in_schema(Error::AmbiguousSubscription(2));
+    }
+    #[test]
+    fn unavailable_is_in_the_reply_schema() {
+        assert_in_schema(Error::Unavailable(sql_error()));
+    }
+    #[test]
+    fn internal_is_in_the_reply_schema() {
+        assert_in_schema(Error::Internal(anyhow::anyhow!("secret detail")));
+    }
+
+    #[test]
+    fn internal_details_never_reach_the_message() {
+        let err = Error::Internal(anyhow::anyhow!("SELECT secret FROM x"));
+        assert!(!err.message().contains("SELECT"));
+        let err = Error::Unavailable(sql_error());
+        assert!(!err.message().contains("refused"));
+    }
+
+    #[test]
+    fn connection_trouble_is_transient_and_other_database_errors_are_not() {
+        assert_eq!(
+            Error::from_db(sql_error()).code(),
+            Code::TemporarilyUnavailable
+        );
+        assert_eq!(
+            Error::from_db(sqlx::Error::PoolTimedOut).code(),
+            Code::TemporarilyUnavailable
+        );
+        assert_eq!(
+            Error::from_db(sqlx::Error::RowNotFound).code(),
+            Code::InternalError
+        );
+    }
+
+    #[test]
+    fn every_code_has_a_description_and_only_ok_has_an_empty_one() {
+        for code in Code::ALL {
+            assert_eq!(code.description().is_empty(), code == Code::Ok, "{code}");
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! its reply, in the contract's order of checks (section 3). No broker types here: the
 //! broker layer hands in an [`Incoming`] and publishes the [`Outcome`].
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,40 @@ pub struct Outcome {
     pub code: Code,
     /// The JSON body.
     pub body: Vec<u8>,
+}
+
+/// What the consume loop serves: the authenticate [`Handler`], or in benchmarks and
+/// tests another service on the same broker path.
+pub trait Service: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(&self, incoming: Incoming<'_>) -> impl Future<Output = Outcome> + Send;
+
+    /// Whether replies may be sent to `reply_to` (used when `handle` panicked).
+    fn allows(&self, reply_to: &str) -> bool;
+
+    /// Resolves once the service can take a new request (the database is reachable).
+    fn ready(&self) -> impl Future<Output = ()> + Send;
+
+    /// Whether the service can take a new request right now.
+    fn is_ready(&self) -> bool;
+}
+
+impl Service for Handler {
+    fn handle(&self, incoming: Incoming<'_>) -> impl Future<Output = Outcome> + Send {
+        Handler::handle(self, incoming)
+    }
+
+    fn allows(&self, reply_to: &str) -> bool {
+        Handler::allows(self, reply_to)
+    }
+
+    fn ready(&self) -> impl Future<Output = ()> + Send {
+        self.inner.health.wait_up()
+    }
+
+    fn is_ready(&self) -> bool {
+        !self.inner.health.is_down()
+    }
 }
 
 /// The reply envelope of the seed.
@@ -115,11 +150,6 @@ impl Handler {
                 retry_budget,
             }),
         }
-    }
-
-    /// The database's reachability: the consume loop takes no new request while it is down.
-    pub fn health(&self) -> &DbHealth {
-        &self.inner.health
     }
 
     /// Handles one request: step 1 (the allow-list) here, steps 2 to 7 in

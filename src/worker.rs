@@ -42,5 +42,5 @@ pub async fn run(
         settings.reply_to_allow.clone(),
         settings.db_retry_budget,
     );
-    broker::serve(&settings, handler, stats, shutdown).await
+    broker::serve(&settings, Arc::new(handler), stats, shutdown).await
 }

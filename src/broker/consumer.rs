@@ -1,6 +1,6 @@
 //! The consume loop: connects (and reconnects with backoff), declares the topology,
 //! consumes both request queues with manual acks, hands each delivery to the
-//! [`Handler`], publishes the reply with publisher confirms and acks the request only
+//! [`Service`] (the authenticate handler), publishes the reply with publisher confirms and acks the request only
 //! once the broker has confirmed its reply (contract section 7).
 //!
 //! Interactive requests come first: the loop polls the interactive consumer before the
@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use super::{connect, declare, Backoff, Names};
 use crate::config::{QueueType, Settings};
 use crate::error::Error;
-use crate::handle::{Handler, Incoming, Outcome, Route};
+use crate::handle::{Incoming, Outcome, Route, Service};
 
 /// Counters of what the worker did, for logs and tests.
 #[derive(Debug, Default)]
@@ -50,9 +50,9 @@ enum Ended {
 
 /// Serves requests until `shutdown` resolves, then drains (section 7). Reconnects to a
 /// lost broker with backoff; a topology mismatch is fatal.
-pub async fn serve(
+pub async fn serve<S: Service>(
     settings: &Settings,
-    handler: Handler,
+    handler: Arc<S>,
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -118,11 +118,11 @@ pub async fn serve(
 }
 
 /// One connection's worth of consuming.
-async fn session(
+async fn session<S: Service>(
     connection: &Connection,
     settings: &Settings,
     names: &Names,
-    handler: &Handler,
+    handler: &Arc<S>,
     stats: &Arc<Stats>,
     stop: &CancellationToken,
 ) -> Result<Ended, lapin::Error> {
@@ -150,10 +150,10 @@ async fn session(
         classic: settings.queue_type == QueueType::Classic,
     });
     let ended = loop {
-        if handler.health().is_down() {
+        if !handler.is_ready() {
             tokio::select! {
                 _ = stop.cancelled() => break Ended::Shutdown,
-                _ = handler.health().wait_up() => {}
+                _ = handler.ready() => {}
             }
         }
         let next = tokio::select! {
@@ -235,15 +235,15 @@ async fn consume(
 }
 
 /// What every delivery task shares.
-struct Context {
-    handler: Handler,
+struct Context<S> {
+    handler: Arc<S>,
     publisher: Channel,
     results: String,
     stats: Arc<Stats>,
     classic: bool,
 }
 
-impl Context {
+impl<S: Service> Context<S> {
     /// Answers one delivery, then acks it once the reply is confirmed.
     async fn process(&self, delivery: Delivery) {
         let properties = &delivery.properties;

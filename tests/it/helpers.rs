@@ -114,13 +114,18 @@ pub fn settings(prefix: &str, db_url: &str) -> Settings {
     }
 }
 
+/// A client of the worker's queues over its own connection.
+pub struct Client {
+    pub conn: Connection,
+    pub names: Names,
+}
+
 /// A worker on its own database and queue prefix, and a client connection.
 pub struct TestWorker {
     pub prefix: String,
-    pub names: Names,
     pub db_name: String,
     pub pool: PgPool,
-    pub conn: Connection,
+    pub client: Client,
     pub stats: Arc<Stats>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -170,11 +175,13 @@ impl TestWorker {
             .await
             .expect("client connection");
         let worker = TestWorker {
-            names: Names::new(&name),
+            client: Client {
+                conn,
+                names: Names::new(&name),
+            },
             prefix: name.clone(),
             db_name: name,
             pool,
-            conn,
             stats,
             shutdown: Some(tx),
             task: Some(task),
@@ -183,6 +190,54 @@ impl TestWorker {
         worker
     }
 
+    /// Declares a durable queue `PREFIX.<suffix>` and, if `bind_key` is given, binds it
+    /// to the results exchange with that key.
+    pub async fn declare_queue(&self, suffix: &str, bind_key: Option<&str>) -> String {
+        let name = format!("{}.{}", self.prefix, suffix);
+        let channel = self.conn.create_channel().await.expect("channel");
+        channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare");
+        if let Some(key) = bind_key {
+            channel
+                .queue_bind(
+                    name.as_str().into(),
+                    self.names.results.as_str().into(),
+                    key.into(),
+                    Default::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("bind");
+        }
+        let _ = channel.close(200, "done".into()).await;
+        name
+    }
+
+    /// Stops the worker as SIGTERM would and returns what `run` returned.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(task) => tokio::time::timeout(TIMEOUT, task)
+                .await
+                .expect("worker stops within the timeout")
+                .expect("worker task joins"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Client {
     /// Waits until the worker consumes both request queues.
     pub async fn wait_consuming(&self) {
         let deadline = tokio::time::Instant::now() + TIMEOUT;
@@ -300,38 +355,6 @@ impl TestWorker {
         let _ = channel.close(200, "done".into()).await;
     }
 
-    /// Declares a durable queue `PREFIX.<suffix>` and, if `bind_key` is given, binds it
-    /// to the results exchange with that key.
-    pub async fn declare_queue(&self, suffix: &str, bind_key: Option<&str>) -> String {
-        let name = format!("{}.{}", self.prefix, suffix);
-        let channel = self.conn.create_channel().await.expect("channel");
-        channel
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare");
-        if let Some(key) = bind_key {
-            channel
-                .queue_bind(
-                    name.as_str().into(),
-                    self.names.results.as_str().into(),
-                    key.into(),
-                    Default::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .expect("bind");
-        }
-        let _ = channel.close(200, "done".into()).await;
-        name
-    }
-
     /// Takes one message from `queue`, waiting up to `wait`.
     pub async fn get(&self, queue: &str, wait: Duration) -> Option<Reply> {
         let channel = self.conn.create_channel().await.expect("channel");
@@ -356,19 +379,13 @@ impl TestWorker {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
 
-    /// Stops the worker as SIGTERM would and returns what `run` returned.
-    pub async fn stop(&mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        match self.task.take() {
-            Some(task) => tokio::time::timeout(TIMEOUT, task)
-                .await
-                .expect("worker stops within the timeout")
-                .expect("worker task joins"),
-            None => Ok(()),
-        }
+impl std::ops::Deref for TestWorker {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
     }
 }
 
@@ -506,4 +523,30 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Starts the real `tucano-auth serve` binary on `db_url` under `prefix`, with `env`
+/// added to the test settings' variables.
+pub fn start_binary(
+    prefix: &str,
+    db_url: &str,
+    env: &[(&str, &str)],
+    stderr: std::process::Stdio,
+) -> std::process::Child {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tucano-auth"));
+    command
+        .arg("serve")
+        .env("AMQP_URL", AMQP_URL)
+        .env("DATABASE_URL", db_url)
+        .env("QUEUE_PREFIX", prefix)
+        .env("TUCANO_JWT_SECRET", JWT_SECRET)
+        .env("CRM_TOKEN_SECRET", CRM_SECRET)
+        .env("TUCANO_PREFETCH", "64")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.spawn().expect("start the binary")
 }

@@ -11,21 +11,10 @@ use lapin::{BasicProperties, Connection};
 use tucano_auth::broker::Names;
 use tucano_auth::store::seed;
 
-use crate::helpers::{by_number, cleanup, unique, AMQP_URL, JWT_SECRET, PG_SERVER};
+use crate::helpers::{by_number, cleanup, unique, AMQP_URL, PG_SERVER};
 
 fn start(prefix: &str, db_url: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tucano-auth"))
-        .arg("serve")
-        .env("AMQP_URL", AMQP_URL)
-        .env("DATABASE_URL", db_url)
-        .env("QUEUE_PREFIX", prefix)
-        .env("TUCANO_JWT_SECRET", JWT_SECRET)
-        .env("TUCANO_PREFETCH", "64")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the binary")
+    crate::helpers::start_binary(prefix, db_url, &[], Stdio::null())
 }
 
 async fn depth(conn: &Connection, queue: &str) -> (u32, u32) {
