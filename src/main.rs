@@ -12,7 +12,7 @@ use tucano_auth::{broker, store, worker};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tucano_auth::telemetry::init();
+    tucano_auth::telemetry::init("info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,34 +1,39 @@
-//! Logging: `RUST_LOG` (default `info`) to standard error, with the directives that keep
+//! Logging: `RUST_LOG` (default `info`) to standard error, with a filter that keeps
 //! message bodies out of the log whatever `RUST_LOG` says.
 //!
-//! lapin logs a returned message whole (body included) at `warn`, and every frame at
-//! `trace`; a reply body carries a JWT, so those targets are capped here.
+//! lapin logs a returned message whole (body included) at `warn`, and frames at
+//! `trace`; a reply body carries a JWT, so those events are always dropped.
 
-use tracing_subscriber::EnvFilter;
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::{EnvFilter, FilterFn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
-/// Directives appended to any `RUST_LOG`, so message bodies never reach the log.
-pub const REDACTING_DIRECTIVES: [&str; 2] = ["lapin=debug", "lapin::returned_messages=off"];
-
-/// The filter for `RUST_LOG` (or `default` when unset), with [`REDACTING_DIRECTIVES`].
+/// The filter for `RUST_LOG` (or `default` when unset or invalid).
 pub fn filter(rust_log: Option<&str>, default: &str) -> EnvFilter {
     let base = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or(default);
-    let mut filter = EnvFilter::try_new(base).unwrap_or_else(|err| {
+    EnvFilter::try_new(base).unwrap_or_else(|err| {
         eprintln!("warning: RUST_LOG is not a valid filter ({err}); using '{default}'");
         EnvFilter::new(default)
-    });
-    for directive in REDACTING_DIRECTIVES {
-        if let Ok(directive) = directive.parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
-    filter
+    })
 }
 
-/// Installs the subscriber for the binary.
-pub fn init() {
+/// Whether an event may carry a message body, and so must never be logged.
+pub fn may_carry_a_body(meta: &Metadata<'_>) -> bool {
+    let target = meta.target();
+    target.starts_with("lapin::returned_messages")
+        || ((target.starts_with("lapin") || target.starts_with("amq_protocol"))
+            && *meta.level() == Level::TRACE)
+}
+
+/// Installs the subscriber: `RUST_LOG` (or `default`) to standard error, less the
+/// events that may carry a message body.
+pub fn init(default: &str) {
     let rust_log = std::env::var("RUST_LOG").ok();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter(rust_log.as_deref(), "info"))
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .init();
+        .with_filter(filter(rust_log.as_deref(), default))
+        .with_filter(FilterFn::new(|meta| !may_carry_a_body(meta)));
+    tracing_subscriber::registry().with(layer).init();
 }
