@@ -65,6 +65,8 @@ pub async fn serve<S: Service>(
             stop.cancel();
         }
     };
+    // The connection name carries the prefix, so an operator can tell workers apart.
+    let role = format!("worker {}", settings.queue_prefix);
     let work = async {
         let mut backoff = Backoff::new();
         let mut first = true;
@@ -72,7 +74,7 @@ pub async fn serve<S: Service>(
             if stop.is_cancelled() {
                 return Ok(());
             }
-            let connection = match connect(&settings.amqp_url, "worker").await {
+            let connection = match connect(&settings.amqp_url, &role).await {
                 Ok(connection) => connection,
                 Err(err) => {
                     let delay = backoff.step();

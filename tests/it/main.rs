@@ -7,5 +7,6 @@ mod fixtures;
 mod helpers;
 mod jwt;
 mod paths;
+mod recovery;
 mod routing;
 mod shutdown;
