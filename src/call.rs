@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::BasicProperties;
 
@@ -57,8 +57,12 @@ pub async fn call(
         )
         .await
         .context("cannot consume from direct reply-to")?;
-    let correlation_id = uuid::Uuid::new_v4().simple().to_string();
     channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .context("cannot enable publisher confirms")?;
+    let correlation_id = uuid::Uuid::new_v4().simple().to_string();
+    let confirmation = channel
         .basic_publish(
             "".into(),
             queue.as_str().into(),
@@ -73,7 +77,12 @@ pub async fn call(
                 .with_reply_to(DIRECT_REPLY_TO.into()),
         )
         .await
-        .with_context(|| format!("cannot publish to {queue}"))?;
+        .with_context(|| format!("cannot publish to {queue}"))?
+        .await
+        .with_context(|| format!("the broker did not confirm the request to {queue}"))?;
+    if confirmation.take_message().is_some() {
+        bail!("queue {queue} does not exist: is the worker running, with this QUEUE_PREFIX?");
+    }
     let wait = async {
         while let Some(delivery) = replies.next().await {
             let delivery = delivery?;
