@@ -1,0 +1,1006 @@
+//! The phases of a bench run, in order: load the data set(s); start the processes
+//! under test (the echo ceiling, the worker and, with `--compare-sizes`, a worker on
+//! the large data set); closed-loop rounds; an open loop at half of each one's
+//! maximum; the mixed run (batch flood under an interactive stream) if asked; then
+//! the report and the cleanup (processes stopped with SIGTERM, queues and exchanges
+//! of the run's prefixes deleted, databases dropped unless `--keep-db`).
+//!
+//! The processes run side by side but are driven one at a time (an idle one costs
+//! nothing), round after round, so a drift in the machine's other load hits them
+//! alike. Each loop is measured over a window that starts after a warm-up: replies
+//! received in the window over its length is the throughput (the median over the
+//! rounds), latencies are of the requests published in it, and CPU per request is
+//! the process's `utime + stime` used in the windows over their replies.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use lapin::Connection;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tucano_auth::broker::Names;
+
+use crate::dataset::{self, Dataset};
+use crate::load::{self, Pacing, Run};
+use crate::procs::{Around, Proc};
+use crate::report::{self, mib, ms, thousands, Figures, Latency, Window};
+use crate::requests::Generator;
+use crate::{FloodMode, Options};
+
+/// How long a stopped process may take to drain.
+const STOP_GRACE: Duration = Duration::from_secs(40);
+/// The label of the worker on the large data set.
+const LARGE: &str = "worker, large data set";
+/// How long a started process may take to consume.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs the bench; `Ok(false)` when a phase had errors (the figures are then invalid).
+pub async fn run(options: Options) -> anyhow::Result<bool> {
+    dataset::check_name(&options.database)?;
+    if !(0.0..=20.0).contains(&options.pass_code_percent) {
+        bail!("--pass-code-percent must be between 0 and 20");
+    }
+    if options.open_rate.is_some_and(|r| r <= 0.0)
+        || options.interactive_rate.is_some_and(|r| r <= 0.0)
+    {
+        bail!("rates must be positive");
+    }
+    let run_id = format!("bench-{}", std::process::id());
+    let self_exe = std::env::current_exe().context("cannot locate this executable")?;
+    let worker_bin = match &options.worker_bin {
+        Some(path) => path.clone(),
+        None => self_exe
+            .parent()
+            .map(|dir| dir.join("tucano-auth"))
+            .context("this executable has no directory")?,
+    };
+    if !worker_bin.is_file() {
+        bail!(
+            "the worker binary {} is missing: run `cargo build --release --bins` first (or pass --worker-bin)",
+            worker_bin.display()
+        );
+    }
+    if let (Ok(worker), Ok(bench)) = (
+        std::fs::metadata(&worker_bin).and_then(|m| m.modified()),
+        std::fs::metadata(&self_exe).and_then(|m| m.modified()),
+    ) {
+        if worker + Duration::from_secs(600) < bench {
+            eprintln!(
+                "warning: {} is older than this bench; `cargo build --release --bins` rebuilds both",
+                worker_bin.display()
+            );
+        }
+    }
+    let log_dir = std::env::temp_dir().join(&run_id);
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("cannot create {}", log_dir.display()))?;
+    let amqp = tucano_auth::broker::connect(&options.amqp_url, "bench")
+        .await
+        .context("cannot connect to RabbitMQ (--amqp-url)")?;
+    let jwt_secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut bench = Bench {
+        options,
+        run_id,
+        amqp,
+        log_dir,
+        worker_bin,
+        self_exe,
+        jwt_secret,
+        prefixes: Vec::new(),
+        databases: Vec::new(),
+        faults: Vec::new(),
+        out: String::new(),
+        results: Results::default(),
+    };
+    let outcome = bench.phases().await;
+    bench.cleanup().await;
+    print!("{}", bench.out);
+    outcome?;
+    let valid = bench.faults.is_empty();
+    if !valid {
+        println!("\n**INVALID RUN: the figures above do not count.**\n");
+        for fault in &bench.faults {
+            println!("- {fault}");
+        }
+    }
+    eprintln!(
+        "logs of the worker and echo processes: {}",
+        bench.log_dir.display()
+    );
+    Ok(valid)
+}
+
+/// A bench run in progress.
+struct Bench {
+    options: Options,
+    run_id: String,
+    amqp: Connection,
+    log_dir: PathBuf,
+    worker_bin: PathBuf,
+    self_exe: PathBuf,
+    jwt_secret: String,
+    /// Queue prefixes used, deleted at the end.
+    prefixes: Vec<String>,
+    /// Databases created, dropped at the end.
+    databases: Vec<String>,
+    /// What made the run invalid.
+    faults: Vec<String>,
+    /// The report, printed at the end.
+    out: String,
+    results: Results,
+}
+
+/// What the targets are judged on.
+#[derive(Debug, Default)]
+struct Results {
+    echo: Option<Measured>,
+    worker: Option<Measured>,
+    large: Option<Measured>,
+    mixed: Option<Mixed>,
+}
+
+/// A process's closed- and open-loop figures.
+#[derive(Debug, Clone, Default)]
+struct Measured {
+    closed: Figures,
+    open: Figures,
+    open_rate: f64,
+    peak_rss: u64,
+}
+
+/// The mixed run's figures.
+#[derive(Debug, Clone, Copy)]
+struct Mixed {
+    rate: f64,
+    quiet: Latency,
+    flood: Latency,
+    batch_throughput: f64,
+    publish: Duration,
+    peak_rss: u64,
+}
+
+/// Which process a phase drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Echo,
+    Worker,
+}
+
+/// A started process under test, what it serves, and what was measured of it.
+struct Subject {
+    label: &'static str,
+    proc: Proc,
+    prefix: String,
+    database: String,
+    generator: Arc<Generator>,
+    windows: Vec<Window>,
+    /// Closed-loop requests published in the windows.
+    samples: Vec<load::Sample>,
+    measured: Measured,
+}
+
+impl Bench {
+    async fn phases(&mut self) -> anyhow::Result<()> {
+        let options = self.options.clone();
+        let _ = writeln!(
+            self.out,
+            "## tucano-bench\n\n{} subscriptions, {} queues, window {} over {} channels, prefetch {}, \
+             batch prefetch {}, database pool {}, identifier + pass code {} % of requests; \
+             closed loop {} round(s) of {} s per process, open loop {} s, each after {} s of warm-up.\n",
+            thousands(options.subscriptions as f64),
+            options.queue_type.as_str(),
+            options.window,
+            options.channels,
+            shown(options.prefetch),
+            shown(options.batch_prefetch),
+            shown(options.db_pool_size),
+            options.pass_code_percent,
+            options.rounds,
+            options.duration,
+            options.open_duration,
+            options.warmup,
+        );
+        let database = options.database.clone();
+        let large_database = format!("{}_large", options.database);
+        self.load(&database, options.subscriptions).await?;
+        if options.compare_sizes {
+            dataset::check_name(&large_database)?;
+            self.load(&large_database, options.large_subscriptions)
+                .await?;
+        }
+
+        let mut subjects = Vec::new();
+        if !options.skip_echo {
+            subjects.push(self.subject(
+                Kind::Echo,
+                "echo ceiling",
+                "echo",
+                &database,
+                options.subscriptions,
+            )?);
+        }
+        if !options.skip_worker {
+            subjects.push(self.subject(
+                Kind::Worker,
+                "worker",
+                "worker",
+                &database,
+                options.subscriptions,
+            )?);
+        }
+        if options.compare_sizes {
+            subjects.push(self.subject(
+                Kind::Worker,
+                LARGE,
+                "large",
+                &large_database,
+                options.large_subscriptions,
+            )?);
+        }
+        for subject in &mut subjects {
+            let names = Names::new(&subject.prefix);
+            load::wait_consuming(
+                &self.amqp,
+                &names.interactive,
+                &mut subject.proc,
+                START_TIMEOUT,
+            )
+            .await?;
+        }
+
+        for round in 1..=options.rounds {
+            for subject in &mut subjects {
+                eprintln!(
+                    "round {round}: {} closed loop, window {}...",
+                    subject.label, options.window
+                );
+                let (window, run) = self
+                    .measure(
+                        subject,
+                        Pacing::Closed {
+                            window: options.window as usize,
+                        },
+                        Duration::from_secs(options.warmup),
+                        Duration::from_secs(options.duration),
+                        options.requests,
+                    )
+                    .await?;
+                eprintln!(
+                    "round {round}: {}: {} req/s",
+                    subject.label,
+                    thousands(window.throughput())
+                );
+                let phase = format!("{} closed loop, round {round}", subject.label);
+                self.check(&phase, &run, &mut subject.proc);
+                subject.samples.extend(
+                    run.samples
+                        .iter()
+                        .filter(|s| s.sent >= window.from && s.sent < window.to),
+                );
+                subject.windows.push(window);
+            }
+        }
+        for subject in &mut subjects {
+            subject.measured.closed = Figures::of(&subject.windows, &subject.samples);
+        }
+        // Open loops at half of each one's maximum (the large data set's worker is
+        // compared on throughput only).
+        for subject in subjects.iter_mut().filter(|s| s.label != LARGE) {
+            let rate = options
+                .open_rate
+                .unwrap_or(subject.measured.closed.throughput / 2.0)
+                .max(1.0);
+            eprintln!(
+                "{}: open loop at {} req/s...",
+                subject.label,
+                thousands(rate)
+            );
+            let (window, run) = self
+                .measure(
+                    subject,
+                    Pacing::Open { rate },
+                    Duration::from_secs(options.warmup.min(2)),
+                    Duration::from_secs(options.open_duration),
+                    None,
+                )
+                .await?;
+            let phase = format!("{} open loop", subject.label);
+            self.check(&phase, &run, &mut subject.proc);
+            let in_window: Vec<load::Sample> = run
+                .samples
+                .iter()
+                .filter(|s| s.sent >= window.from && s.sent < window.to)
+                .copied()
+                .collect();
+            subject.measured.open = Figures::of(&[window], &in_window);
+            subject.measured.open_rate = rate;
+            eprintln!(
+                "{}: open loop p99 {} ms",
+                subject.label,
+                ms(subject.measured.open.latency.p99)
+            );
+        }
+        if options.mixed && options.flood == FloodMode::Live {
+            if let Some(worker) = subjects.iter_mut().find(|s| s.label == "worker") {
+                let rate = self.interactive_rate(worker.measured.closed.throughput);
+                let mixed = self.mixed_live(worker, rate).await?;
+                self.results.mixed = Some(mixed);
+            }
+        }
+        let mut per_path = String::new();
+        for mut subject in subjects {
+            subject.measured.peak_rss = subject.proc.peak_rss()?;
+            let status = subject.proc.stop(STOP_GRACE).await?;
+            if !status.success() {
+                self.faults.push(format!(
+                    "{} exited with {status} after SIGTERM",
+                    subject.label
+                ));
+            }
+            load::delete_topology(&self.amqp, &subject.prefix).await;
+            match subject.label {
+                "echo ceiling" => self.results.echo = Some(subject.measured),
+                "worker" => {
+                    per_path = report::per_path(&subject.samples);
+                    self.results.worker = Some(subject.measured);
+                }
+                _ => self.results.large = Some(subject.measured),
+            }
+        }
+        self.main_table();
+        if !per_path.is_empty() {
+            let _ = writeln!(
+                self.out,
+                "\n### Worker latency per identifier path (closed loop, all rounds)\n\n{per_path}"
+            );
+        }
+        if options.mixed && options.flood == FloodMode::Preload {
+            self.mixed_preload(&database).await?;
+        }
+        self.mixed_table();
+        self.sizes_table();
+        self.targets();
+        Ok(())
+    }
+
+    /// Starts a process under test on prefix `RUN-suffix`.
+    fn subject(
+        &mut self,
+        kind: Kind,
+        label: &'static str,
+        suffix: &str,
+        database: &str,
+        subscriptions: u64,
+    ) -> anyhow::Result<Subject> {
+        let prefix = format!("{}-{suffix}", self.run_id);
+        let proc = self.spawn(kind, &prefix, database)?;
+        Ok(Subject {
+            label,
+            proc,
+            prefix,
+            database: database.to_owned(),
+            generator: Arc::new(Generator::new(
+                Dataset::new(subscriptions),
+                self.options.pass_code_percent,
+            )),
+            windows: Vec::new(),
+            samples: Vec::new(),
+            measured: Measured::default(),
+        })
+    }
+
+    async fn load(&mut self, database: &str, subscriptions: u64) -> anyhow::Result<()> {
+        let dataset = Dataset::new(subscriptions);
+        eprintln!(
+            "loading {} subscriptions ({} rows) into {database}...",
+            thousands(subscriptions as f64),
+            thousands(dataset.rows() as f64)
+        );
+        self.databases.push(database.to_owned());
+        let loaded = dataset::load(&self.options.postgres_url, database, dataset).await?;
+        let _ = writeln!(
+            self.out,
+            "Data set of {} subscriptions ({} rows) loaded in {:.1} s (the one Argon2 hash: {} ms).\n",
+            thousands(subscriptions as f64),
+            thousands(dataset.rows() as f64),
+            loaded.total.as_secs_f64(),
+            loaded.hashing.as_millis()
+        );
+        eprintln!("loaded in {:.1} s", loaded.total.as_secs_f64());
+        Ok(())
+    }
+
+    /// Starts the worker or the echo on `prefix` and `database`.
+    fn spawn(&mut self, kind: Kind, prefix: &str, database: &str) -> anyhow::Result<Proc> {
+        self.prefixes.push(prefix.to_owned());
+        let options = &self.options;
+        let mut env: Vec<(&str, String)> = vec![
+            ("AMQP_URL", options.amqp_url.clone()),
+            (
+                "DATABASE_URL",
+                format!("{}/{database}", options.postgres_url),
+            ),
+            ("QUEUE_PREFIX", prefix.to_owned()),
+            ("QUEUE_TYPE", options.queue_type.as_str().to_owned()),
+            ("TUCANO_JWT_SECRET", self.jwt_secret.clone()),
+            (
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            ),
+        ];
+        if let Some(prefetch) = options.prefetch {
+            env.push(("TUCANO_PREFETCH", prefetch.to_string()));
+        }
+        if let Some(prefetch) = options.batch_prefetch {
+            env.push(("TUCANO_BATCH_PREFETCH", prefetch.to_string()));
+        }
+        if let Some(size) = options.db_pool_size {
+            env.push(("TUCANO_DB_POOL_SIZE", size.to_string()));
+        }
+        if kind == Kind::Worker {
+            for pair in &options.worker_env {
+                let Some((name, value)) = pair.split_once('=') else {
+                    bail!("--worker-env {pair}: expected NAME=VALUE");
+                };
+                env.push((name, value.to_owned()));
+            }
+        }
+        let remove = [
+            "TUCANO_PREFETCH",
+            "TUCANO_BATCH_PREFETCH",
+            "TUCANO_DB_POOL_SIZE",
+            "TUCANO_JWT_SECRET_FILE",
+            "REPLY_TO_ALLOW",
+            "TUCANO_JWT_TTL_SECONDS",
+            "TUCANO_APIP",
+        ];
+        let (name, program, args): (&str, &PathBuf, &[&str]) = match kind {
+            Kind::Echo => ("echo", &self.self_exe, &["echo-worker"]),
+            Kind::Worker => ("worker", &self.worker_bin, &["serve"]),
+        };
+        let log = self.log_dir.join(format!("{prefix}.log"));
+        eprintln!(
+            "starting the {name} (prefix {prefix}, log {})",
+            log.display()
+        );
+        Proc::spawn(name, program, args, &env, &remove, log)
+    }
+
+    /// Drives `subject` with `pacing`: `warmup`, then a measured window of `duration`
+    /// (ended early after `requests` replies), then stops and drains.
+    async fn measure(
+        &self,
+        subject: &Subject,
+        pacing: Pacing,
+        warmup: Duration,
+        duration: Duration,
+        requests: Option<u64>,
+    ) -> anyhow::Result<(Window, Run)> {
+        let stop = CancellationToken::new();
+        let replies = Arc::new(AtomicU64::new(0));
+        let queue = Names::new(&subject.prefix).interactive;
+        let proc = &subject.proc;
+        let database = subject.database.as_str();
+        let driving = load::drive(
+            &self.amqp,
+            &queue,
+            pacing,
+            self.options.channels as usize,
+            subject.generator.clone(),
+            self.options.seed,
+            stop.clone(),
+            replies.clone(),
+        );
+        let timing = async {
+            tokio::time::sleep(warmup).await;
+            let cpu_before = proc.cpu();
+            let around_before = Around::take(database);
+            let base = replies.load(Ordering::Relaxed);
+            let from = Instant::now();
+            let until = from + duration;
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let done = requests
+                    .is_some_and(|n| replies.load(Ordering::Relaxed).saturating_sub(base) >= n);
+                if done || Instant::now() >= until {
+                    break;
+                }
+            }
+            let to = Instant::now();
+            let cpu_after = proc.cpu();
+            let around = Around::take(database).since(&around_before);
+            stop.cancel();
+            (from, to, cpu_before, cpu_after, around)
+        };
+        let (run, (from, to, cpu_before, cpu_after, around)) = tokio::join!(driving, timing);
+        let run = run?;
+        let window = Window {
+            from,
+            to,
+            replies: report::received_between(&run.samples, from, to),
+            cpu: cpu_after?.saturating_sub(cpu_before?),
+            around,
+        };
+        Ok((window, run))
+    }
+
+    /// Records the faults of a loop, and whether the process died.
+    fn check(&mut self, phase: &str, run: &Run, proc: &mut Proc) {
+        for fault in run.faults() {
+            self.faults.push(format!("{phase}: {fault}"));
+        }
+        for example in &run.examples {
+            eprintln!("{phase}: a non-OK reply: {example}");
+        }
+        if let Err(err) = proc.check_alive() {
+            self.faults.push(format!("{phase}: {err:#}"));
+        }
+        if run.late > run.sent / 100 {
+            eprintln!(
+                "warning: {phase}: {} of {} sends were over 2 ms behind schedule (max {} ms): the load generator could not keep the rate",
+                run.late,
+                run.sent,
+                ms(run.max_lag.as_micros() as u64)
+            );
+        }
+    }
+
+    fn interactive_rate(&self, max: f64) -> f64 {
+        self.options
+            .interactive_rate
+            .unwrap_or((max / 10.0).max(50.0))
+    }
+
+    /// Mixed run, flood published while the worker and the interactive stream run:
+    /// interactive alone for --quiet-duration, then the flood until its last reply.
+    async fn mixed_live(&mut self, subject: &mut Subject, rate: f64) -> anyhow::Result<Mixed> {
+        let options = self.options.clone();
+        let names = Names::new(&subject.prefix);
+        let reply_queue = load::batch_reply_queue(&subject.prefix);
+        load::declare_reply_queue(&self.amqp, &reply_queue, options.queue_type).await?;
+        eprintln!(
+            "mixed run (live flood): interactive at {} req/s, {} s quiet, then {} batch requests...",
+            thousands(rate),
+            options.quiet_duration,
+            thousands(options.batch_requests as f64)
+        );
+        let stop = CancellationToken::new();
+        let start = Instant::now();
+        let driving = load::drive(
+            &self.amqp,
+            &names.interactive,
+            Pacing::Open { rate },
+            options.channels as usize,
+            subject.generator.clone(),
+            options.seed ^ 0x1111,
+            stop.clone(),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let control = async {
+            tokio::time::sleep(Duration::from_secs(1 + options.quiet_duration)).await;
+            let flood_start = Instant::now();
+            let (published, collected) = tokio::join!(
+                load::flood(
+                    &self.amqp,
+                    &names.batch,
+                    &reply_queue,
+                    options.batch_requests,
+                    &subject.generator,
+                    options.seed,
+                ),
+                load::collect(
+                    &self.amqp,
+                    &reply_queue,
+                    options.batch_requests,
+                    flood_timeout(options.batch_requests),
+                )
+            );
+            let flood_end = Instant::now();
+            stop.cancel();
+            (flood_start, flood_end, published, collected)
+        };
+        let (run, (flood_start, flood_end, published, collected)) = tokio::join!(driving, control);
+        let run = run?;
+        let publish = published?;
+        let collected = collected?;
+        self.check("mixed run interactive stream", &run, &mut subject.proc);
+        self.check_batch(&collected);
+        let flood = Latency::sent_between(&run.samples, flood_start, flood_end);
+        let quiet =
+            Latency::sent_between(&run.samples, start + Duration::from_secs(1), flood_start);
+        let flood_time = flood_end.saturating_duration_since(flood_start);
+        Ok(Mixed {
+            rate,
+            quiet,
+            flood,
+            batch_throughput: collected.ok as f64 / flood_time.as_secs_f64().max(1e-9),
+            publish,
+            peak_rss: subject.proc.peak_rss()?,
+        })
+    }
+
+    /// Mixed run, flood published before a fresh worker starts: the worker drains the
+    /// backlog while the interactive stream runs, then the stream runs alone for
+    /// --quiet-duration.
+    async fn mixed_preload(&mut self, database: &str) -> anyhow::Result<()> {
+        let options = self.options.clone();
+        let generator = Generator::new(
+            Dataset::new(options.subscriptions),
+            options.pass_code_percent,
+        );
+        let prefix = format!("{}-mixed", self.run_id);
+        self.prefixes.push(prefix.clone());
+        let names = Names::new(&prefix);
+        tucano_auth::broker::declare(&self.amqp, &names, options.queue_type).await?;
+        let reply_queue = load::batch_reply_queue(&prefix);
+        load::declare_reply_queue(&self.amqp, &reply_queue, options.queue_type).await?;
+        eprintln!(
+            "mixed run: publishing {} batch requests to {}...",
+            thousands(options.batch_requests as f64),
+            names.batch
+        );
+        let publish = load::flood(
+            &self.amqp,
+            &names.batch,
+            &reply_queue,
+            options.batch_requests,
+            &generator,
+            options.seed,
+        )
+        .await?;
+        let max = self
+            .results
+            .worker
+            .as_ref()
+            .map(|w| w.closed.throughput)
+            .unwrap_or(2000.0);
+        let rate = self.interactive_rate(max);
+        let mut proc = self.spawn(Kind::Worker, &prefix, database)?;
+        load::wait_consuming(&self.amqp, &names.interactive, &mut proc, START_TIMEOUT).await?;
+        eprintln!(
+            "mixed run: worker draining the flood, interactive at {} req/s...",
+            thousands(rate)
+        );
+        let start = Instant::now();
+        let stop = CancellationToken::new();
+        let driving = load::drive(
+            &self.amqp,
+            &names.interactive,
+            Pacing::Open { rate },
+            options.channels as usize,
+            Arc::new(generator.clone()),
+            options.seed ^ 0x1111,
+            stop.clone(),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let quiet_duration = Duration::from_secs(1 + options.quiet_duration);
+        let control = async {
+            let collected = load::collect(
+                &self.amqp,
+                &reply_queue,
+                options.batch_requests,
+                flood_timeout(options.batch_requests),
+            )
+            .await;
+            let flood_end = Instant::now();
+            tokio::time::sleep(quiet_duration).await;
+            stop.cancel();
+            (flood_end, Instant::now(), collected)
+        };
+        let (run, (flood_end, end, collected)) = tokio::join!(driving, control);
+        let run = run?;
+        let collected = collected?;
+        self.check("mixed run interactive stream", &run, &mut proc);
+        self.check_batch(&collected);
+        // The first 2 s are the worker's start (connections, caches), not the flood.
+        let flood_from = (start + Duration::from_secs(2)).min(flood_end);
+        let flood = Latency::sent_between(&run.samples, flood_from, flood_end);
+        let quiet = Latency::sent_between(&run.samples, flood_end + Duration::from_secs(1), end);
+        let drain = flood_end.saturating_duration_since(start);
+        let peak_rss = proc.peak_rss()?;
+        let status = proc.stop(STOP_GRACE).await?;
+        if !status.success() {
+            self.faults.push(format!(
+                "mixed-run worker exited with {status} after SIGTERM"
+            ));
+        }
+        load::delete_topology(&self.amqp, &prefix).await;
+        self.results.mixed = Some(Mixed {
+            rate,
+            quiet,
+            flood,
+            batch_throughput: collected.ok as f64 / drain.as_secs_f64().max(1e-9),
+            publish,
+            peak_rss,
+        });
+        Ok(())
+    }
+
+    fn check_batch(&mut self, collected: &load::Collected) {
+        let expected = self.options.batch_requests;
+        if collected.not_ok > 0 {
+            self.faults.push(format!(
+                "batch flood: {} replies were not OK",
+                collected.not_ok
+            ));
+        }
+        if collected.ok + collected.not_ok < expected {
+            self.faults.push(format!(
+                "batch flood: {} of {expected} replies arrived",
+                collected.ok + collected.not_ok
+            ));
+        }
+        for example in &collected.examples {
+            eprintln!("batch flood: a non-OK reply: {example}");
+        }
+    }
+
+    fn sizes_table(&mut self) {
+        let (Some(worker), Some(large)) = (&self.results.worker, &self.results.large) else {
+            return;
+        };
+        let options = &self.options;
+        let rounds = |f: &Figures| {
+            f.rounds
+                .iter()
+                .map(|t| thousands(*t))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        let _ = writeln!(
+            self.out,
+            "\n### Data-set size (worker, closed loop, same rounds)\n\n\
+             | subscriptions | throughput (req/s) | rounds (req/s) | p50 (ms) | p99 (ms) | CPU/request (µs) | peak RSS (MiB) |\n\
+             |---:|---:|---|---:|---:|---:|---:|\n\
+             | {} | {} | {} | {} | {} | {:.0} | {} |\n| {} | {} | {} | {} | {} | {:.0} | {} |\n\n\
+             Throughput at {} subscriptions is **{:.1} %** of that at {}.",
+            thousands(options.subscriptions as f64),
+            thousands(worker.closed.throughput),
+            rounds(&worker.closed),
+            ms(worker.closed.latency.p50),
+            ms(worker.closed.latency.p99),
+            worker.closed.cpu_per_request.as_secs_f64() * 1e6,
+            mib(worker.peak_rss),
+            thousands(options.large_subscriptions as f64),
+            thousands(large.closed.throughput),
+            rounds(&large.closed),
+            ms(large.closed.latency.p50),
+            ms(large.closed.latency.p99),
+            large.closed.cpu_per_request.as_secs_f64() * 1e6,
+            mib(large.peak_rss),
+            thousands(options.large_subscriptions as f64),
+            100.0 * large.closed.throughput / worker.closed.throughput.max(1e-9),
+            thousands(options.subscriptions as f64),
+        );
+    }
+
+    fn main_table(&mut self) {
+        let echo = self.results.echo.clone();
+        let worker = self.results.worker.clone();
+        if echo.is_none() && worker.is_none() {
+            return;
+        }
+        let _ = writeln!(
+            self.out,
+            "\n### Closed loop (window {}): maximum throughput\n\n{}",
+            self.options.window,
+            report::header()
+        );
+        for (label, measured) in [("echo ceiling", &echo), ("worker", &worker)] {
+            if let Some(m) = measured {
+                let _ = writeln!(
+                    self.out,
+                    "{}",
+                    report::row(label, &m.closed, Some(m.peak_rss))
+                );
+            }
+        }
+        if let (Some(echo), Some(worker)) = (&echo, &worker) {
+            let per_round: Vec<String> = echo
+                .closed
+                .rounds
+                .iter()
+                .zip(&worker.closed.rounds)
+                .map(|(e, w)| format!("{:.1} %", 100.0 * w / e.max(1e-9)))
+                .collect();
+            let _ = writeln!(
+                self.out,
+                "\nWorker / ceiling throughput (medians): **{:.1} %** (per round: {}).",
+                100.0 * worker.closed.throughput / echo.closed.throughput.max(1e-9),
+                per_round.join(", ")
+            );
+        }
+        let _ = writeln!(
+            self.out,
+            "\n### Open loop at half the maximum\n\n| process | rate (req/s) | achieved (req/s) | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | CPU/request (µs) |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for (label, measured) in [("echo ceiling", &echo), ("worker", &worker)] {
+            if let Some(m) = measured {
+                let _ = writeln!(
+                    self.out,
+                    "| {label} | {} | {} | {} | {} | {} | {} | {:.0} |",
+                    thousands(m.open_rate),
+                    thousands(m.open.throughput),
+                    ms(m.open.latency.p50),
+                    ms(m.open.latency.p99),
+                    ms(m.open.latency.p999),
+                    ms(m.open.latency.max),
+                    m.open.cpu_per_request.as_secs_f64() * 1e6
+                );
+            }
+        }
+        let _ = writeln!(
+            self.out,
+            "\n### CPU per request around the process (closed loop, µs)\n\n| process | itself | load generator | RabbitMQ (whole broker) | PostgreSQL (bench backends) |\n|---|---:|---:|---:|---:|"
+        );
+        for (label, measured) in [("echo ceiling", &echo), ("worker", &worker)] {
+            if let Some(m) = measured {
+                let a = m.closed.around_per_request;
+                let us = |d: Duration| d.as_secs_f64() * 1e6;
+                let _ = writeln!(
+                    self.out,
+                    "| {label} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                    us(m.closed.cpu_per_request),
+                    us(a.bench),
+                    us(a.broker),
+                    us(a.database)
+                );
+            }
+        }
+    }
+
+    fn mixed_table(&mut self) {
+        let Some(mixed) = self.results.mixed else {
+            return;
+        };
+        let mode = match self.options.flood {
+            FloodMode::Preload => "published before the worker started",
+            FloodMode::Live => "published while the worker ran",
+        };
+        let _ = writeln!(
+            self.out,
+            "\n### Mixed run: {} batch requests ({mode}, in {:.1} s) under interactive load at {} req/s\n\n\
+             | interactive | requests | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) |\n|---|---:|---:|---:|---:|---:|\n\
+             | no batch running | {} | {} | {} | {} | {} |\n\
+             | during the batch flood | {} | {} | {} | {} | {} |\n\n\
+             Interactive p99 during the flood is **{:.2}×** that without; batch throughput during the flood {} req/s; \
+             peak RSS of that worker {} MiB.",
+            thousands(self.options.batch_requests as f64),
+            mixed.publish.as_secs_f64(),
+            thousands(mixed.rate),
+            thousands(mixed.quiet.count as f64),
+            ms(mixed.quiet.p50),
+            ms(mixed.quiet.p99),
+            ms(mixed.quiet.p999),
+            ms(mixed.quiet.max),
+            thousands(mixed.flood.count as f64),
+            ms(mixed.flood.p50),
+            ms(mixed.flood.p99),
+            ms(mixed.flood.p999),
+            ms(mixed.flood.max),
+            mixed.flood.p99 as f64 / (mixed.quiet.p99.max(1)) as f64,
+            thousands(mixed.batch_throughput),
+            mib(mixed.peak_rss),
+        );
+    }
+
+    fn targets(&mut self) {
+        let r = &self.results;
+        let verdict = |met: bool| if met { "met" } else { "**not met**" };
+        let mut rows: Vec<(String, String, String)> = Vec::new();
+        match (&r.echo, &r.worker) {
+            (Some(echo), Some(worker)) => {
+                let ratio = worker.closed.throughput / echo.closed.throughput.max(1e-9);
+                rows.push((
+                    format!(
+                        "throughput ≥ 60 % of the echo ceiling ({} queues; aim 75 %)",
+                        self.options.queue_type.as_str()
+                    ),
+                    format!("{:.1} %", 100.0 * ratio),
+                    verdict(ratio >= 0.60).to_owned(),
+                ));
+            }
+            _ => rows.push((
+                "throughput ≥ 60 % of the echo ceiling".into(),
+                "-".into(),
+                "not measured".into(),
+            )),
+        }
+        if let Some(worker) = &r.worker {
+            rows.push((
+                "p99 ≤ 10 ms at half the maximum throughput".into(),
+                format!(
+                    "{} ms at {} req/s",
+                    ms(worker.open.latency.p99),
+                    thousands(worker.open_rate)
+                ),
+                verdict(worker.open.latency.p99 <= 10_000).to_owned(),
+            ));
+            rows.push((
+                "worker peak RSS ≤ 100 MiB".into(),
+                format!("{} MiB", mib(worker.peak_rss)),
+                verdict(worker.peak_rss <= 100 * 1024 * 1024).to_owned(),
+            ));
+        }
+        match r.mixed {
+            Some(mixed) => {
+                let ratio = mixed.flood.p99 as f64 / mixed.quiet.p99.max(1) as f64;
+                rows.push((
+                    "interactive p99 during a batch flood ≤ 2× without".into(),
+                    format!(
+                        "{:.2}× ({} ms vs {} ms)",
+                        ratio,
+                        ms(mixed.flood.p99),
+                        ms(mixed.quiet.p99)
+                    ),
+                    verdict(ratio <= 2.0).to_owned(),
+                ));
+            }
+            None => rows.push((
+                "interactive p99 during a batch flood ≤ 2× without".into(),
+                "-".into(),
+                "not measured (--mixed)".into(),
+            )),
+        }
+        match (&r.worker, &r.large) {
+            (Some(worker), Some(large)) => {
+                let size = self.options.large_subscriptions;
+                let ratio = large.closed.throughput / worker.closed.throughput.max(1e-9);
+                rows.push((
+                    format!(
+                        "throughput at {} subscriptions within 10 % of {}",
+                        thousands(size as f64),
+                        thousands(self.options.subscriptions as f64)
+                    ),
+                    format!("{:.1} %", 100.0 * ratio),
+                    verdict(ratio >= 0.90).to_owned(),
+                ));
+            }
+            _ => rows.push((
+                "throughput at 1M subscriptions within 10 % of 100k".into(),
+                "-".into(),
+                "not measured (--compare-sizes)".into(),
+            )),
+        }
+        let _ = writeln!(
+            self.out,
+            "\n### Targets\n\n| target | figure | verdict |\n|---|---|---|"
+        );
+        for (target, figure, verdict) in rows {
+            let _ = writeln!(self.out, "| {target} | {figure} | {verdict} |");
+        }
+    }
+
+    /// Deletes the run's queues and exchanges and (unless --keep-db) its databases.
+    async fn cleanup(&mut self) {
+        for prefix in &self.prefixes {
+            load::delete_topology(&self.amqp, prefix).await;
+        }
+        let _ = self.amqp.close(200, "bye".into()).await;
+        if !self.options.keep_db {
+            for database in &self.databases {
+                if let Err(err) = dataset::drop_database(&self.options.postgres_url, database).await
+                {
+                    eprintln!("warning: {err:#}");
+                }
+            }
+        }
+    }
+}
+
+/// How long the batch replies may take: generous, but bounded.
+fn flood_timeout(requests: u64) -> Duration {
+    Duration::from_secs(300 + requests / 200)
+}
+
+fn shown<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "default".to_owned(), |v| v.to_string())
+}

@@ -1,0 +1,206 @@
+//! `tucano-bench`: the worker's benchmark on the local RabbitMQ and PostgreSQL.
+//!
+//! It loads a realistic data set into a database of its own, starts the real worker
+//! (`target/release/tucano-auth serve`, found next to this executable) and an echo
+//! ceiling (this executable's hidden `echo-worker`: the same consume loop answering
+//! with no work) as separate processes, drives each with a closed loop (a window of
+//! requests in flight) and an open loop (half the measured maximum rate), optionally
+//! runs a batch flood under an interactive stream and a second data-set size, and
+//! prints markdown tables: throughput, latency percentiles, CPU per request and peak
+//! RSS of both processes, the worker/ceiling ratio and the targets.
+//!
+//! `cargo build --release --bins && cargo run --release --bin tucano-bench -- --help`
+//!
+//! # Layout
+//!
+//! - `bench.rs`: the phases and the report.
+//! - `dataset.rs`: the data set, generated with set-based SQL.
+//! - `requests.rs`: the identifier-path mix and the request bodies.
+//! - `load.rs`: closed and open loops over direct reply-to, the batch flood.
+//! - `echo.rs`: the echo service and its process.
+//! - `procs.rs`: child processes and `/proc` (CPU time, peak RSS).
+//! - `report.rs`: percentiles, windows and table rows.
+
+mod bench;
+mod dataset;
+mod echo;
+mod load;
+mod procs;
+mod report;
+mod requests;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tucano_auth::config::QueueType;
+
+/// Benchmarks tucano-auth against an echo ceiling on the local RabbitMQ and PostgreSQL.
+#[derive(Parser, Debug)]
+#[command(name = "tucano-bench", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    #[command(flatten)]
+    options: Options,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Serves the echo ceiling, configured like `tucano-auth serve` (used by the bench).
+    #[command(hide = true)]
+    EchoWorker,
+}
+
+/// The bench's options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// RabbitMQ URL (the bench, the worker and the echo use it).
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub amqp_url: String,
+    /// PostgreSQL server URL, without a database name.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    pub postgres_url: String,
+    /// The bench database, dropped and recreated on each run.
+    #[arg(long, default_value = "tucano_bench")]
+    pub database: String,
+    /// Subscriptions in the data set.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1000..=100_000_000))]
+    pub subscriptions: u64,
+    /// Also measure a second worker on a data set of --large-subscriptions (in database
+    /// DATABASE_large), in the same rounds, and print the throughput ratio.
+    #[arg(long)]
+    pub compare_sizes: bool,
+    /// The second size of --compare-sizes.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1000..=100_000_000))]
+    pub large_subscriptions: u64,
+    /// Keep the bench databases at the end (they are dropped otherwise).
+    #[arg(long)]
+    pub keep_db: bool,
+    /// Closed loop: requests in flight.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub window: u64,
+    /// Load channels (each with its own direct reply-to consumer).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub channels: u64,
+    /// Seconds of load before each measurement window (not counted).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: u64,
+    /// Seconds of each closed-loop measurement window.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub duration: u64,
+    /// Closed-loop rounds: each round measures the echo, then the worker (then the
+    /// worker on the large data set), so slow drifts of the machine's other load hit
+    /// both alike; throughput is the median over the rounds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub rounds: u64,
+    /// Ends a closed-loop window early after this many replies.
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Seconds of each open-loop measurement window.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub open_duration: u64,
+    /// Open-loop rate in requests per second [default: half the closed-loop maximum
+    /// of the process measured].
+    #[arg(long)]
+    pub open_rate: Option<f64>,
+    /// Run the mixed run: a batch flood while an interactive open loop runs.
+    #[arg(long)]
+    pub mixed: bool,
+    /// How the batch flood reaches the batch queue.
+    #[arg(long, value_enum, default_value_t = FloodMode::Preload)]
+    pub flood: FloodMode,
+    /// Requests in the batch flood.
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub batch_requests: u64,
+    /// Interactive rate of the mixed run in requests per second [default: 10 % of the
+    /// worker's closed-loop maximum, at least 50].
+    #[arg(long)]
+    pub interactive_rate: Option<f64>,
+    /// Seconds of interactive load with no batch running in the mixed run.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub quiet_duration: u64,
+    /// Share of requests (%) naming an access token or medium by identifier + pass
+    /// code: each costs an Argon2 verification (tens of ms of CPU), so even 1 %
+    /// dominates the worker's CPU; 0.1 % stands for occasional logins among
+    /// re-authentications by code or number.
+    #[arg(long, default_value_t = 0.1)]
+    pub pass_code_percent: f64,
+    /// Type of the request queues (QUEUE_TYPE of the worker and the echo).
+    #[arg(long, value_enum, default_value_t = QueueType::Quorum)]
+    pub queue_type: QueueType,
+    /// TUCANO_PREFETCH for the worker and the echo [default: the worker's].
+    #[arg(long)]
+    pub prefetch: Option<u16>,
+    /// TUCANO_BATCH_PREFETCH for the worker and the echo [default: the worker's].
+    #[arg(long)]
+    pub batch_prefetch: Option<u16>,
+    /// TUCANO_DB_POOL_SIZE for the worker [default: the worker's].
+    #[arg(long)]
+    pub db_pool_size: Option<u32>,
+    /// An environment variable for the worker processes, `NAME=VALUE` (repeatable),
+    /// e.g. `MALLOC_ARENA_MAX=2` to try allocator settings without a rebuild.
+    #[arg(long = "worker-env", value_name = "NAME=VALUE")]
+    pub worker_env: Vec<String>,
+    /// The worker binary [default: tucano-auth next to this executable].
+    #[arg(long)]
+    pub worker_bin: Option<PathBuf>,
+    /// Skip the echo ceiling.
+    #[arg(long)]
+    pub skip_echo: bool,
+    /// Skip the worker's closed and open loops (e.g. to run only --mixed).
+    #[arg(long)]
+    pub skip_worker: bool,
+    /// Seed of the request generator.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// How the batch flood reaches the batch queue in the mixed run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FloodMode {
+    /// Publish the whole flood while no worker runs, then start a worker and the
+    /// interactive stream: the worker's prioritisation alone is measured.
+    Preload,
+    /// Publish the flood (with confirms, as fast as the broker takes it) while the
+    /// worker and the interactive stream run: broker ingestion competes too.
+    Live,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Sub::EchoWorker) = cli.command {
+        return match echo::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    // One thread for the load generator: it shares the machine with what it measures
+    // (lapin's I/O runs on a thread of its own).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(bench::run(cli.options)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
