@@ -102,8 +102,9 @@ pub struct Serve {
     /// Unacknowledged interactive requests the worker holds at once.
     #[arg(long, env = "TUCANO_PREFETCH", default_value_t = 64)]
     pub prefetch: u16,
-    /// Unacknowledged batch requests the worker holds at once.
-    #[arg(long, env = "TUCANO_BATCH_PREFETCH", default_value_t = 16)]
+    /// Unacknowledged batch requests the worker holds at once. Small, so that a batch
+    /// flood leaves the machine to interactive requests.
+    #[arg(long, env = "TUCANO_BATCH_PREFETCH", default_value_t = 2)]
     pub batch_prefetch: u16,
     /// Connections in the database pool.
     #[arg(long, env = "TUCANO_DB_POOL_SIZE", default_value_t = 8)]

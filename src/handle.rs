@@ -206,8 +206,15 @@ impl Handler {
 
     async fn resolve(&self, request: &Request) -> Result<Authenticated, Error> {
         let now = chrono::Utc::now();
-        self.inner.store.check_login(&request.token, now).await?;
-        let subscription = self.inner.store.resolve(&request.identifier).await?;
+        let store = &self.inner.store;
+        // Both reads run at once, on two connections; the login token's verdict (step 5)
+        // still comes before anything the resolution found (step 6).
+        let (login, resolved) = tokio::join!(
+            store.check_login(&request.token, now),
+            store.resolve(&request.identifier)
+        );
+        login?;
+        let subscription = resolved?;
         let jwt = self
             .inner
             .signer

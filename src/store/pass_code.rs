@@ -3,9 +3,15 @@
 //!
 //! Verification always costs one Argon2 run, whether or not the identifier exists, so
 //! response times do not reveal which identifiers are known.
+//!
+//! Each run takes tens of milliseconds of CPU and 19 MiB of memory, so at most one run
+//! per core happens at once ([`VERIFIERS`]): a burst of pass-code requests queues here
+//! instead of multiplying the worker's memory and starving its other requests of CPU.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::Argon2;
+use std::sync::LazyLock;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::error::Error;
@@ -17,6 +23,10 @@ use crate::secret::Secret;
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$dHVjYW5vLWF1dGgtZHVtbXk$ZR5YvFeQ5SbhdHZo4GJy5fR5uR1LR9CG+LC1FHprhOY";
 
+/// Permits for Argon2 runs in flight: one per core.
+static VERIFIERS: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+
 /// Whether `pass_code` matches `stored` (an Argon2 PHC string). With no stored hash it
 /// verifies against [`DUMMY_HASH`] and answers `false`, taking the same time.
 ///
@@ -24,6 +34,10 @@ const DUMMY_HASH: &str =
 /// answering anything else would tell the caller that the identifier exists.
 pub(super) async fn verify(stored: Option<String>, pass_code: &Secret) -> Result<bool, Error> {
     let pass_code = pass_code.clone();
+    // The semaphore is never closed, so acquiring cannot fail.
+    let _permit = VERIFIERS.acquire().await.map_err(|err| {
+        Error::Internal(anyhow::Error::new(err).context("pass code verifiers closed"))
+    })?;
     tokio::task::spawn_blocking(move || {
         let stored = stored.as_deref().and_then(|hash| match PasswordHash::new(hash) {
             Ok(parsed) => Some(parsed),
