@@ -374,7 +374,12 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
         passed = false;
     }
     if !passed {
-        eprintln!("   worker log: {}", log.display());
+        eprintln!("   worker log {}, last lines:", log.display());
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        for line in &lines[lines.len().saturating_sub(30)..] {
+            eprintln!("   | {line}");
+        }
     } else {
         let _ = std::fs::remove_file(&log);
     }
