@@ -10,7 +10,7 @@ use std::time::Duration;
 use lapin::{Connection, ConnectionProperties};
 
 pub use consumer::{serve, Stats};
-pub use topology::{declare, Names, TopologyError};
+pub use topology::{declare, delete, Names, TopologyError};
 
 /// Opens a connection, naming the connection after the binary and `role`.
 pub async fn connect(url: &str, role: &str) -> Result<Connection, lapin::Error> {

@@ -4,7 +4,10 @@
 //! arguments becomes a [`TopologyError`] naming the object and the mismatch, so startup
 //! stops with something to fix rather than looping.
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ExchangeKind};
 
@@ -179,4 +182,31 @@ async fn queue(
         .map_err(error)?;
     let _ = channel.close(200, "declared".into()).await;
     Ok(())
+}
+
+/// Deletes every queue and exchange of `names`, and the `extra_queues` (a caller's reply
+/// queues), for tools and tests that set up a prefix of their own. Missing ones are
+/// fine: this is best-effort cleanup.
+pub async fn delete(connection: &Connection, names: &Names, extra_queues: &[&str]) {
+    let queues = [
+        names.interactive.as_str(),
+        names.batch.as_str(),
+        names.dead_letter.as_str(),
+    ];
+    for queue in queues.iter().chain(extra_queues) {
+        if let Ok(channel) = connection.create_channel().await {
+            let _ = channel
+                .queue_delete((*queue).into(), QueueDeleteOptions::default())
+                .await;
+            let _ = channel.close(200, "deleted".into()).await;
+        }
+    }
+    for exchange in [names.results.as_str(), names.dead_letter.as_str()] {
+        if let Ok(channel) = connection.create_channel().await {
+            let _ = channel
+                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                .await;
+            let _ = channel.close(200, "deleted".into()).await;
+        }
+    }
 }

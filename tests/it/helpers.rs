@@ -6,10 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeleteOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
@@ -420,28 +417,13 @@ impl Drop for TestWorker {
 /// Deletes the queues and exchanges under `prefix` and the database `db`.
 pub async fn cleanup(prefix: &str, db: &str) {
     if let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await {
-        let names = Names::new(prefix);
-        for queue in [
-            names.interactive.clone(),
-            names.batch.clone(),
-            names.dead_letter.clone(),
+        let extra = [
             format!("{prefix}.replies"),
             format!("{prefix}.results-ok"),
             format!("{prefix}.results-error"),
-        ] {
-            if let Ok(ch) = conn.create_channel().await {
-                let _ = ch
-                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                    .await;
-            }
-        }
-        for exchange in [names.results, names.dead_letter] {
-            if let Ok(ch) = conn.create_channel().await {
-                let _ = ch
-                    .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-                    .await;
-            }
-        }
+        ];
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        tucano_auth::broker::delete(&conn, &Names::new(prefix), &extra).await;
         let _ = conn.close(200, "cleanup".into()).await;
     }
     if let Ok(admin) = PgPool::connect(&format!("{PG_SERVER}/postgres")).await {

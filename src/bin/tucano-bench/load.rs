@@ -18,8 +18,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
@@ -526,26 +525,6 @@ pub async fn wait_consuming(
 /// Deletes every queue and exchange of `prefix` (the worker's topology and the batch
 /// reply queue). Missing ones are fine.
 pub async fn delete_topology(connection: &Connection, prefix: &str) {
-    let names = Names::new(prefix);
-    for queue in [
-        names.interactive.as_str(),
-        names.batch.as_str(),
-        names.dead_letter.as_str(),
-        batch_reply_queue(prefix).as_str(),
-    ] {
-        if let Ok(channel) = connection.create_channel().await {
-            let _ = channel
-                .queue_delete(queue.into(), QueueDeleteOptions::default())
-                .await;
-            let _ = channel.close(200, "bye".into()).await;
-        }
-    }
-    for exchange in [names.results.as_str(), names.dead_letter.as_str()] {
-        if let Ok(channel) = connection.create_channel().await {
-            let _ = channel
-                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-                .await;
-            let _ = channel.close(200, "bye".into()).await;
-        }
-    }
+    let reply_queue = batch_reply_queue(prefix);
+    tucano_auth::broker::delete(connection, &Names::new(prefix), &[reply_queue.as_str()]).await;
 }

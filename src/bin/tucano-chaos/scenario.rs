@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
-    ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection};
@@ -198,26 +198,8 @@ async fn cleanup(url: &str, prefix: &str) {
     let Ok(connection) = Connection::connect(url, Default::default()).await else {
         return;
     };
-    let names = Names::new(prefix);
-    for queue in [
-        names.interactive.clone(),
-        names.batch.clone(),
-        names.dead_letter.clone(),
-        format!("{prefix}.replies"),
-    ] {
-        if let Ok(channel) = connection.create_channel().await {
-            let _ = channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-    }
-    for exchange in [names.results, names.dead_letter] {
-        if let Ok(channel) = connection.create_channel().await {
-            let _ = channel
-                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-                .await;
-        }
-    }
+    let replies = format!("{prefix}.replies");
+    tucano_auth::broker::delete(&connection, &Names::new(prefix), &[replies.as_str()]).await;
     let _ = connection.close(200, "bye".into()).await;
 }
 
