@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::BasicProperties;
 
 use crate::broker::{connect, Names};
@@ -45,16 +44,7 @@ pub async fn call(
         .await
         .context("cannot connect to RabbitMQ (AMQP_URL)")?;
     let channel = connection.create_channel().await?;
-    let mut replies = channel
-        .basic_consume(
-            DIRECT_REPLY_TO.into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
+    let mut replies = crate::broker::consume_no_ack(&channel, DIRECT_REPLY_TO)
         .await
         .context("cannot consume from direct reply-to")?;
     channel

@@ -7,7 +7,9 @@ mod topology;
 
 use std::time::Duration;
 
-use lapin::{Connection, ConnectionProperties};
+use lapin::options::BasicConsumeOptions;
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 
 pub use consumer::{serve, Stats};
 pub use topology::{declare, delete, Names, TopologyError};
@@ -17,6 +19,22 @@ pub async fn connect(url: &str, role: &str) -> Result<Connection, lapin::Error> 
     let properties =
         ConnectionProperties::default().with_connection_name(format!("tucano-auth {role}").into());
     Connection::connect(url, properties).await
+}
+
+/// Consumes `queue` without acks: replies read by a client, such as the direct
+/// reply-to pseudo-queue `amq.rabbitmq.reply-to`, which takes no other mode.
+pub async fn consume_no_ack(channel: &Channel, queue: &str) -> Result<Consumer, lapin::Error> {
+    channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
 }
 
 /// Exponential backoff for reconnecting: 100 ms doubling up to 5 s.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
@@ -299,16 +299,7 @@ impl Client {
         wait: Duration,
     ) -> Option<Reply> {
         let channel = self.conn.create_channel().await.expect("channel");
-        let mut replies = channel
-            .basic_consume(
-                "amq.rabbitmq.reply-to".into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
+        let mut replies = tucano_auth::broker::consume_no_ack(&channel, "amq.rabbitmq.reply-to")
             .await
             .expect("consume direct reply-to");
         channel

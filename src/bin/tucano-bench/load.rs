@@ -17,9 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use tokio::time::Instant;
@@ -212,17 +210,7 @@ struct Task {
 
 impl Task {
     async fn run(mut self, share: Share) -> anyhow::Result<Run> {
-        let mut replies = self
-            .channel
-            .basic_consume(
-                DIRECT_REPLY_TO.into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
+        let mut replies = tucano_auth::broker::consume_no_ack(&self.channel, DIRECT_REPLY_TO)
             .await
             .context("cannot consume direct reply-to")?;
         let mut run = Run::default();
@@ -425,16 +413,7 @@ pub async fn collect(
     timeout: Duration,
 ) -> anyhow::Result<Collected> {
     let channel = connection.create_channel().await?;
-    let mut replies = channel
-        .basic_consume(
-            queue.into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
+    let mut replies = tucano_auth::broker::consume_no_ack(&channel, queue)
         .await
         .with_context(|| format!("cannot consume {queue}"))?;
     let mut collected = Collected::default();
