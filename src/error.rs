@@ -7,6 +7,7 @@
 //! secret, a pass code, the request token or SQL: internal details go to the log only.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A wire status code, in the contract's order of checking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -180,7 +181,7 @@ pub enum Error {
     AmbiguousSubscription(usize),
     /// The database could not be reached; retried by the caller until its budget ends.
     #[error("the database is unreachable")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] Arc<sqlx::Error>),
     /// Anything else. The detail is logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -222,10 +223,15 @@ impl Error {
     /// Classifies a database error: connection trouble is [`Error::Unavailable`]
     /// (retried), anything else is [`Error::Internal`].
     pub fn from_db(err: sqlx::Error) -> Error {
+        Error::from_shared_db(Arc::new(err))
+    }
+
+    /// [`Error::from_db`] for an error shared by the requests of one statement.
+    pub fn from_shared_db(err: Arc<sqlx::Error>) -> Error {
         if is_transient(&err) {
             Error::Unavailable(err)
         } else {
-            Error::Internal(err.into())
+            Error::Internal(anyhow::Error::new(err))
         }
     }
 }
@@ -368,7 +374,7 @@ mod tests {
     }
     #[test]
     fn unavailable_is_in_the_reply_schema() {
-        assert_in_schema(Error::Unavailable(sql_error()));
+        assert_in_schema(Error::Unavailable(Arc::new(sql_error())));
     }
     #[test]
     fn internal_is_in_the_reply_schema() {
@@ -379,7 +385,7 @@ mod tests {
     fn internal_details_never_reach_the_message() {
         let err = Error::Internal(anyhow::anyhow!("SELECT secret FROM x"));
         assert!(!err.message().contains("SELECT"));
-        let err = Error::Unavailable(sql_error());
+        let err = Error::Unavailable(Arc::new(sql_error()));
         assert!(!err.message().contains("refused"));
     }
 

@@ -206,15 +206,13 @@ impl Handler {
 
     async fn resolve(&self, request: &Request) -> Result<Authenticated, Error> {
         let now = chrono::Utc::now();
-        let store = &self.inner.store;
-        // Both reads run at once, on two connections; the login token's verdict (step 5)
-        // still comes before anything the resolution found (step 6).
-        let (login, resolved) = tokio::join!(
-            store.check_login(&request.token, now),
-            store.resolve(&request.identifier)
-        );
-        login?;
-        let subscription = resolved?;
+        // One read for steps 5 and 6, batched with the other requests in flight; the
+        // login token's verdict still comes before anything the resolution found.
+        let subscription = self
+            .inner
+            .store
+            .authenticate(&request.token, &request.identifier, now)
+            .await?;
         let jwt = self
             .inner
             .signer

@@ -37,10 +37,17 @@ pub async fn run(
     let store = Store::new(pool, settings.crm_token_secret.clone());
     let handler = Handler::new(
         schemas,
-        store,
+        store.clone(),
         signer,
         settings.reply_to_allow.clone(),
         settings.db_retry_budget,
     );
-    broker::serve(&settings, Arc::new(handler), stats, shutdown).await
+    let served = broker::serve(&settings, Arc::new(handler), stats, shutdown).await;
+    let lookups = store.lookup_counts();
+    tracing::info!(
+        requests = lookups.requests,
+        statements = lookups.statements,
+        "database lookups: requests read in batched statements"
+    );
+    served
 }

@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "store/batch.rs"]
+mod batch;
 #[path = "store/login.rs"]
 mod login;
 #[path = "store/resolve.rs"]

@@ -2,8 +2,8 @@
 //! (contract section 4).
 //!
 //! A token of 32 hex digits is found by the SHA-256 of its upper-cased ASCII form; a
-//! JWT is verified with `CRM_TOKEN_SECRET` and found by its `jti`. Either way one SQL
-//! statement reads the session joined with its API user. Messages say why a token was
+//! JWT is verified with `CRM_TOKEN_SECRET` and found by its `jti`. Either way the
+//! lookup statement (`lookup.rs`) reads the session joined with its API user. Messages say why a token was
 //! refused but never echo it.
 
 use std::fmt;
@@ -16,19 +16,10 @@ use serde::{Deserialize, Deserializer};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
+use super::lookup::{Lookup, SessionKey, SessionRow};
 use super::Store;
 use crate::error::Error;
 use crate::secret::Secret;
-
-const SESSION_BY_TOKEN_SHA256: &str = "\
-    SELECT s.released_at, s.expires_at, u.life_cycle_state AS user_state \
-    FROM sessions s JOIN api_users u ON u.id = s.api_user_id \
-    WHERE s.token_sha256 = $1";
-
-const SESSION_BY_ID: &str = "\
-    SELECT s.released_at, s.expires_at, u.life_cycle_state AS user_state \
-    FROM sessions s JOIN api_users u ON u.id = s.api_user_id \
-    WHERE s.id = $1";
 
 impl Store {
     /// Checks the login token at time `now` (contract section 4).
@@ -46,14 +37,28 @@ impl Store {
     /// (`TOKEN_EXPIRED`), API user not `ACTIVE` (`INVALID_TOKEN`). Times are compared
     /// without leeway: a token is valid while `now` is before its expiry.
     pub async fn check_login(&self, token: &Secret, now: DateTime<Utc>) -> Result<(), Error> {
+        let session = self.session_key(token, now)?;
+        let found = self
+            .lookups
+            .find(Lookup {
+                session: Some(session),
+                entity: None,
+            })
+            .await?;
+        check_session(found.session, now)
+    }
+
+    /// The checks of a login token that need no database: its form, and for a JWT its
+    /// signature, claims and `exp`. Gives the key of its session.
+    pub(super) fn session_key(
+        &self,
+        token: &Secret,
+        now: DateTime<Utc>,
+    ) -> Result<SessionKey, Error> {
         let token = token.expose();
-        let session = if is_hex_token(token) {
+        if is_hex_token(token) {
             let digest = Sha256::digest(token.to_ascii_uppercase().as_bytes());
-            sqlx::query_as::<_, SessionRow>(SESSION_BY_TOKEN_SHA256)
-                .bind(&digest[..])
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(Error::from_db)?
+            Ok(SessionKey::TokenSha256(digest.to_vec()))
         } else if is_jwt_shaped(token) {
             let key = self.crm_token_key.as_ref().ok_or(Error::InvalidToken(
                 "login tokens in JWT form are not accepted by this service",
@@ -62,30 +67,17 @@ impl Store {
             if exp <= now.timestamp() {
                 return Err(Error::TokenExpired("the login token has expired"));
             }
-            sqlx::query_as::<_, SessionRow>(SESSION_BY_ID)
-                .bind(session_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(Error::from_db)?
+            Ok(SessionKey::Id(session_id))
         } else {
-            return Err(Error::InvalidToken(
+            Err(Error::InvalidToken(
                 "the login token is neither 32 hex digits nor a JWT",
-            ));
-        };
-        check_session(session, now)
+            ))
+        }
     }
 }
 
-/// The session of a login token, with its API user's state.
-#[derive(sqlx::FromRow)]
-struct SessionRow {
-    released_at: Option<DateTime<Utc>>,
-    expires_at: DateTime<Utc>,
-    user_state: String,
-}
-
-/// The session checks, in the documented order.
-fn check_session(session: Option<SessionRow>, now: DateTime<Utc>) -> Result<(), Error> {
+/// The session checks on what the lookup found, in the documented order.
+pub(super) fn check_session(session: Option<SessionRow>, now: DateTime<Utc>) -> Result<(), Error> {
     let session = session.ok_or(Error::InvalidToken("the login token is not known"))?;
     if session.released_at.is_some() {
         return Err(Error::InvalidToken(
