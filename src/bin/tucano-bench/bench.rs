@@ -44,6 +44,9 @@ pub async fn run(options: Options) -> anyhow::Result<bool> {
     if !(0.0..=20.0).contains(&options.pass_code_percent) {
         bail!("--pass-code-percent must be between 0 and 20");
     }
+    if !(0.0..=100.0).contains(&options.background_argon2) {
+        bail!("--background-argon2 must be between 0 and 100 per second");
+    }
     if options.open_rate.is_some_and(|r| r <= 0.0)
         || options.interactive_rate.is_some_and(|r| r <= 0.0)
     {
@@ -78,6 +81,20 @@ pub async fn run(options: Options) -> anyhow::Result<bool> {
     let log_dir = std::env::temp_dir().join(&run_id);
     std::fs::create_dir_all(&log_dir)
         .with_context(|| format!("cannot create {}", log_dir.display()))?;
+    // Killed when dropped, at the end of the run.
+    let _argon2_load = if options.background_argon2 > 0.0 {
+        let rate = options.background_argon2.to_string();
+        Some(Proc::spawn(
+            "argon2 load",
+            &self_exe,
+            &["argon2-load", "--rate", &rate],
+            &[],
+            &[],
+            log_dir.join(format!("{run_id}-argon2-load.log")),
+        )?)
+    } else {
+        None
+    };
     let amqp = tucano_auth::broker::connect(&options.amqp_url, "bench")
         .await
         .context("cannot connect to RabbitMQ (--amqp-url)")?;
@@ -208,6 +225,14 @@ impl Bench {
             options.open_duration,
             options.warmup,
         );
+        if options.background_argon2 > 0.0 {
+            let _ = writeln!(
+                self.out,
+                "Background load: {} Argon2 verifications per second in a separate process at nice 19, \
+                 for the whole run.\n",
+                options.background_argon2
+            );
+        }
         let database = options.database.clone();
         let large_database = format!("{}_large", options.database);
         self.load(&database, options.subscriptions).await?;

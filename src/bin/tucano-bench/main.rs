@@ -50,6 +50,14 @@ enum Sub {
     /// Serves the echo ceiling, configured like `tucano-auth serve` (used by the bench).
     #[command(hide = true)]
     EchoWorker,
+    /// Runs Argon2 verifications at `--rate` per second at nice 19 until killed (used by
+    /// the bench's `--background-argon2`).
+    #[command(hide = true)]
+    Argon2Load {
+        /// Verifications per second.
+        #[arg(long)]
+        rate: f64,
+    },
 }
 
 /// The bench's options.
@@ -131,6 +139,12 @@ pub struct Options {
     /// re-authentications by code or number.
     #[arg(long, default_value_t = 0.1)]
     pub pass_code_percent: f64,
+    /// Argon2 verifications per second (the worker's parameters) in a separate process
+    /// at nice 19 during the whole run, to measure what pass-code work anywhere on the
+    /// machine does to the echo's and the worker's figures (use with
+    /// `--pass-code-percent 0`).
+    #[arg(long, default_value_t = 0.0)]
+    pub background_argon2: f64,
     /// Type of the request queues (QUEUE_TYPE of the worker and the echo).
     #[arg(long, value_enum, default_value_t = QueueType::Quorum)]
     pub queue_type: QueueType,
@@ -174,8 +188,13 @@ pub enum FloodMode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Sub::EchoWorker) = cli.command {
-        return match echo::run() {
+    let helper = match cli.command {
+        Some(Sub::EchoWorker) => Some(echo::run()),
+        Some(Sub::Argon2Load { rate }) => Some(argon2_load(rate)),
+        None => None,
+    };
+    if let Some(result) = helper {
+        return match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("error: {err:#}");
@@ -201,6 +220,30 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Hashes a pass code with the worker's Argon2 parameters `rate` times per second, at
+/// nice 19, until killed.
+fn argon2_load(rate: f64) -> anyhow::Result<()> {
+    use argon2::password_hash::{PasswordHasher as _, SaltString};
+    use std::time::{Duration, Instant};
+
+    anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be positive");
+    thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+        .map_err(|err| anyhow::anyhow!("cannot lower this thread's priority: {err:?}"))?;
+    let salt = SaltString::encode_b64(b"tucano-bench-load")
+        .map_err(|err| anyhow::anyhow!("cannot encode the salt: {err}"))?;
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let mut next = Instant::now();
+    loop {
+        argon2::Argon2::default()
+            .hash_password(dataset::PASS_CODE.as_bytes(), &salt)
+            .map_err(|err| anyhow::anyhow!("cannot hash: {err}"))?;
+        next += period;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
         }
     }
 }
