@@ -75,9 +75,9 @@ pub(super) fn entity_key(identifier: &Identifier) -> EntityKey {
             };
             let filter = subscription_type.as_ref().map(|key| match key {
                 SubscriptionTypeKey::Id(id) => (TypeColumn::Id, Some(*id), None),
-                SubscriptionTypeKey::Name(name) => (TypeColumn::Name, None, Some(name.clone())),
+                SubscriptionTypeKey::Name(name) => (TypeColumn::Name, None, storable(name)),
                 SubscriptionTypeKey::AlternativeCode(code) => {
-                    (TypeColumn::AlternativeCode, None, Some(code.clone()))
+                    (TypeColumn::AlternativeCode, None, storable(code))
                 }
             });
             (path, None, Some(key), filter)
@@ -93,9 +93,17 @@ pub(super) fn entity_key(identifier: &Identifier) -> EntityKey {
     EntityKey {
         path,
         id,
-        text: text.cloned(),
+        text: text.and_then(|text| storable(text)),
         type_filter,
     }
+}
+
+/// `text` as a statement parameter, or `None` (which matches no row) when it holds
+/// U+0000: JSON strings may, PostgreSQL text cannot, so no stored key can equal it.
+/// Sent as it is, it would fail the whole statement, and with it every other request
+/// of the batch.
+fn storable(text: &str) -> Option<String> {
+    (!text.contains('\0')).then(|| text.to_owned())
 }
 
 /// The step-6 checks on what the lookup found for `identifier`, in the contract's

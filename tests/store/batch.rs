@@ -91,6 +91,13 @@ async fn concurrent_requests_share_statements_and_each_gets_its_own_answer() {
             },
             Identifier::Medium(code(demo.medium_authentication_code)),
             Identifier::Medium(code("no-such-medium")),
+            // U+0000 is valid JSON but cannot be stored in PostgreSQL text: sent as a
+            // parameter it would fail the statement, and every request sharing it.
+            Identifier::Subscription(SubscriptionKey::Number("S\u{0}1".to_owned())),
+            Identifier::AccessToken {
+                credential: code(demo.ambiguous_authentication_code),
+                subscription_type: Some(SubscriptionTypeKey::Name("Premium\u{0}".to_owned())),
+            },
         ];
         let cases: Vec<(&str, &Identifier)> = tokens
             .iter()
@@ -106,6 +113,9 @@ async fn concurrent_requests_share_statements_and_each_gets_its_own_answer() {
         for (token, identifier) in &cases {
             alone.push(answer(&store, token, identifier).await);
         }
+        // With the demo session's token (the first), both are simply not found.
+        let with_nul = &alone[identifiers.len() - 2..identifiers.len()];
+        assert_eq!(with_nul, [Err(Code::NotFound), Err(Code::NotFound)]);
         let distinct: BTreeSet<String> = alone.iter().map(|answer| format!("{answer:?}")).collect();
         assert!(
             distinct.len() >= 6,
