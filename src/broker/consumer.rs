@@ -29,6 +29,9 @@ use crate::config::{QueueType, Settings};
 use crate::error::Error;
 use crate::handle::{Incoming, Outcome, Route, Service};
 
+/// How long the worker waits for RabbitMQ to confirm closing a connection.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Counters of what the worker did, for logs and tests.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -92,7 +95,17 @@ pub async fn serve<S: Service>(
             first = false;
             backoff = Backoff::new();
             let ended = session(&connection, settings, &names, &handler, &stats, &stop).await;
-            let _ = connection.close(200, "bye".into()).await;
+            // Bounded: once a broker failed to answer `close-ok`, and the process hung
+            // after draining until the bench SIGKILLed it.
+            if tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "bye".into()))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    timeout_s = CLOSE_TIMEOUT.as_secs(),
+                    "RabbitMQ did not confirm closing the connection; leaving it"
+                );
+            }
             match ended {
                 Ok(Ended::Shutdown) => return Ok(()),
                 Ok(Ended::Lost(why)) => {

@@ -87,6 +87,10 @@ pub async fn prepare(database_url: &str, pool_size: u32) -> anyhow::Result<PgPoo
     let pool = PgPoolOptions::new()
         .max_connections(pool_size)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        // sqlx pings an idle connection before lending it: one more round trip (and
+        // wake-up of the backend) per lookup statement. A connection that died is found
+        // by the statement instead, whose I/O error is transient and retried.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .with_context(|| format!("could not connect to the database {shown}"))?;
