@@ -34,12 +34,13 @@ pub use lookup::{LookupCounts, MAX_BATCH};
 pub use resolve::INACTIVE_STATES;
 pub use seed::{seed_demo, DemoData};
 
-/// The most lookup statements in flight at once. One statement at a time lets the
-/// requests that arrive meanwhile gather into the next one: on the 2-core benchmark
-/// machine 1 gave 58.8-63.3 % of the echo ceiling and PostgreSQL 36-42 µs per request,
-/// 2 gave 48.4-56.3 % and 57-74 µs (smaller statements, two backends competing for
-/// the cores). The pool's other connections serve the health probe.
-pub const LOOKUP_CONCURRENCY: usize = 1;
+/// The most lookup statements in flight at once. Normally there is one: the requests
+/// that arrive while it runs gather into the next (on the 2-core benchmark machine, one
+/// at a time gave 58.8-63.3 % of the echo ceiling and PostgreSQL 36-42 µs per request;
+/// two at a time 48.4-56.3 % and 57-74 µs). A second, third and fourth are sent only
+/// beside statements that have stalled (see `lookup.rs`). The pool's other connections
+/// serve the health probe.
+pub const LOOKUP_CONCURRENCY: usize = 4;
 
 /// How long a request waits for a pooled connection before the attempt counts as
 /// "database unreachable" (and is retried by the caller).
@@ -165,8 +166,8 @@ impl Store {
     /// of login tokens in JWT form (without it such tokens are `INVALID_TOKEN`).
     ///
     /// Starts the task that batches the reads of concurrent requests into one
-    /// statement (see `lookup.rs`), with at most [`LOOKUP_CONCURRENCY`] statements in
-    /// flight; call it inside a Tokio runtime.
+    /// statement (see `lookup.rs`), one at a time unless one stalls, at most
+    /// [`LOOKUP_CONCURRENCY`]; call it inside a Tokio runtime.
     pub fn new(pool: PgPool, crm_token_secret: Option<Secret>) -> Self {
         let crm_token_key =
             crm_token_secret.map(|secret| DecodingKey::from_secret(secret.expose().as_bytes()));
