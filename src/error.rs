@@ -222,12 +222,8 @@ impl Error {
 
     /// Classifies a database error: connection trouble is [`Error::Unavailable`]
     /// (retried), anything else is [`Error::Internal`].
-    pub fn from_db(err: sqlx::Error) -> Error {
-        Error::from_shared_db(Arc::new(err))
-    }
-
-    /// [`Error::from_db`] for an error shared by the requests of one statement.
-    pub fn from_shared_db(err: Arc<sqlx::Error>) -> Error {
+    /// The error is shared because one lookup statement answers many requests.
+    pub fn from_db(err: Arc<sqlx::Error>) -> Error {
         if is_transient(&err) {
             Error::Unavailable(err)
         } else {
@@ -392,15 +388,15 @@ mod tests {
     #[test]
     fn connection_trouble_is_transient_and_other_database_errors_are_not() {
         assert_eq!(
-            Error::from_db(sql_error()).code(),
+            Error::from_db(Arc::new(sql_error())).code(),
             Code::TemporarilyUnavailable
         );
         assert_eq!(
-            Error::from_db(sqlx::Error::PoolTimedOut).code(),
+            Error::from_db(Arc::new(sqlx::Error::PoolTimedOut)).code(),
             Code::TemporarilyUnavailable
         );
         assert_eq!(
-            Error::from_db(sqlx::Error::RowNotFound).code(),
+            Error::from_db(Arc::new(sqlx::Error::RowNotFound)).code(),
             Code::InternalError
         );
     }

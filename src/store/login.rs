@@ -3,8 +3,8 @@
 //!
 //! A token of 32 hex digits is found by the SHA-256 of its upper-cased ASCII form; a
 //! JWT is verified with `CRM_TOKEN_SECRET` and found by its `jti`. Either way the
-//! lookup statement (`lookup.rs`) reads the session joined with its API user. Messages say why a token was
-//! refused but never echo it.
+//! lookup statement (`lookup.rs`) reads the session joined with its API user.
+//! Messages say why a token was refused but never echo it.
 
 use std::fmt;
 

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::error::Error;
 
 /// The most requests one statement carries.
-pub const MAX_BATCH: usize = 128;
+const MAX_BATCH: usize = 128;
 
 /// A statement that gathered at least this many requests while the previous one ran
 /// waits up to [`LINGER`] for more (until [`LINGER_UNTIL`]) before it is sent; smaller
@@ -298,18 +298,15 @@ impl Lookups {
     }
 
     /// Reads what `lookup` needs, in a statement shared with whatever other lookups
-    /// are waiting. Database errors are classified by [`Error::from_shared_db`].
+    /// are waiting. Database errors are classified by [`Error::from_db`].
     pub async fn find(&self, lookup: Lookup) -> Result<Found, Error> {
-        if lookup.session.is_none() && lookup.entity.is_none() {
-            return Ok(Found::default());
-        }
         let (reply, answer) = oneshot::channel();
         self.jobs.send((lookup, reply)).map_err(|_| {
             Error::Internal(anyhow::anyhow!("the database lookup task has stopped"))
         })?;
         match answer.await {
             Ok(Ok(found)) => Ok(found),
-            Ok(Err(err)) => Err(Error::from_shared_db(err)),
+            Ok(Err(err)) => Err(Error::from_db(err)),
             Err(_) => Err(Error::Internal(anyhow::anyhow!(
                 "the database lookup was dropped before it answered"
             ))),
@@ -352,16 +349,15 @@ async fn gather(
             .requests
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let pool = pool.clone();
-        let (done, finished) = oneshot::channel::<()>();
-        tokio::spawn(async move {
+        let statement = tokio::spawn(async move {
             run(&pool, batch).await;
             drop(slot);
-            drop(done);
         });
         // One statement at a time, so the next batch gathers while this one runs; but
         // one slower than STALLED (a backend stuck writing a dirty page back, a lost
         // packet) no longer holds back every request behind it.
-        let _ = tokio::time::timeout(STALLED, finished).await;
+        // (Dropping the handle on timeout leaves the statement running.)
+        let _ = tokio::time::timeout(STALLED, statement).await;
     }
 }
 

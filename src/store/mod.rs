@@ -30,7 +30,7 @@ use crate::request::Identifier;
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 
-pub use lookup::{LookupCounts, MAX_BATCH};
+pub use lookup::LookupCounts;
 pub use resolve::INACTIVE_STATES;
 pub use seed::{seed_demo, DemoData};
 
