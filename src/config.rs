@@ -38,6 +38,10 @@ pub enum Command {
     SeedDemo,
     /// Send one request and print the reply body (exit 0 on OK, 1 on another status, 2 on timeout).
     Call(Call),
+    /// Internal: the pass-code verifier process `serve` starts (reads verifications on
+    /// standard input until it closes).
+    #[command(name = crate::store::pass_code::HELPER_COMMAND, hide = true)]
+    PassCodeHelper,
 }
 
 /// Settings every subcommand needs.

@@ -12,6 +12,15 @@ use tucano_auth::{broker, store, worker};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::PassCodeHelper = cli.command {
+        return match store::pass_code::serve_helper() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: pass-code helper: {err}");
+                ExitCode::from(2)
+            }
+        };
+    }
     tucano_auth::telemetry::init("info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -37,6 +46,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(serve) => {
             let settings = Settings::from_serve(&common, &serve)?;
+            match std::env::current_exe() {
+                Ok(exe) => store::pass_code::use_helper_process(exe),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot find this executable; pass codes are verified in the worker")
+                }
+            }
             worker::run(
                 settings,
                 Arc::new(broker::Stats::default()),
@@ -56,6 +71,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!("demo data loaded");
             Ok(ExitCode::SUCCESS)
         }
+        Command::PassCodeHelper => Ok(ExitCode::SUCCESS),
         Command::Call(args) => {
             let outcome = call(
                 &common.amqp_url,

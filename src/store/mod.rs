@@ -10,7 +10,7 @@
 
 mod login;
 mod lookup;
-mod pass_code;
+pub mod pass_code;
 mod resolve;
 pub mod seed;
 

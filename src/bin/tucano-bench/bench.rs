@@ -13,7 +13,7 @@
 //! the process's `utime + stime` used in the windows over their replies.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -345,6 +345,9 @@ impl Bench {
                 .filter(|s| s.sent >= window.from && s.sent < window.to)
                 .copied()
                 .collect();
+            if let Some(dir) = &options.timeline {
+                write_timeline(dir, subject.label, window.from, &in_window)?;
+            }
             subject.measured.open = Figures::of(&[window], &in_window);
             subject.measured.open_rate = rate;
             eprintln!(
@@ -1028,4 +1031,27 @@ fn flood_timeout(requests: u64) -> Duration {
 
 fn shown<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "default".to_owned(), |v| v.to_string())
+}
+
+/// Writes the samples of `label`'s open loop to `dir/LABEL-open.csv`: one line per
+/// request, `sent_us,latency_us,path` (microseconds since the window opened; the path's
+/// index in the report's per-path table), to see when slow replies happened.
+fn write_timeline(
+    dir: &Path,
+    label: &str,
+    from: Instant,
+    samples: &[load::Sample],
+) -> anyhow::Result<()> {
+    let mut out = String::from("sent_us,latency_us,path\n");
+    for s in samples {
+        let _ = writeln!(
+            out,
+            "{},{},{}",
+            s.sent.saturating_duration_since(from).as_micros(),
+            s.latency_us,
+            s.path
+        );
+    }
+    let path = dir.join(format!("{}-open.csv", label.replace(' ', "-")));
+    std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -170,6 +170,10 @@ pub struct Options {
     /// Skip the worker's closed and open loops (e.g. to run only --mixed).
     #[arg(long)]
     pub skip_worker: bool,
+    /// Write each open loop's requests (sent time, latency, identifier path) as CSV to
+    /// this directory, to see when the slow ones happened.
+    #[arg(long, value_name = "DIR")]
+    pub timeline: Option<PathBuf>,
     /// Seed of the request generator.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -237,10 +241,19 @@ fn argon2_load(rate: f64) -> anyhow::Result<()> {
         .map_err(|err| anyhow::anyhow!("cannot encode the salt: {err}"))?;
     let period = Duration::from_secs_f64(1.0 / rate);
     let mut next = Instant::now();
+    let (mut runs, mut since) = (0u32, Instant::now());
     loop {
         argon2::Argon2::default()
             .hash_password(dataset::PASS_CODE.as_bytes(), &salt)
             .map_err(|err| anyhow::anyhow!("cannot hash: {err}"))?;
+        runs += 1;
+        if since.elapsed() >= Duration::from_secs(1) {
+            eprintln!(
+                "argon2-load: {runs} runs in {:.2} s",
+                since.elapsed().as_secs_f64()
+            );
+            (runs, since) = (0, Instant::now());
+        }
         next += period;
         if let Some(wait) = next.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);

@@ -2,7 +2,8 @@
 //! RSS of it and of the services from `/proc`, and stopping it with SIGTERM.
 //!
 //! CPU time is `utime + stime` of `/proc/PID/stat` (all threads, in clock ticks, 10 ms
-//! here); peak RSS is `VmHWM` of `/proc/PID/status`.
+//! here); peak RSS is `VmHWM` of `/proc/PID/status`. Both add up the process and its
+//! living children: the worker's pass-code helpers are part of its cost.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -82,26 +83,25 @@ impl Proc {
         Ok(())
     }
 
-    /// Its CPU time so far.
+    /// Its CPU time so far, with that of its living children. A child that exits
+    /// between two readings takes its time with it: the helpers live as long as the
+    /// worker.
     pub fn cpu(&self) -> anyhow::Result<Duration> {
-        cpu_time(self.pid()).with_context(|| format!("cannot read the CPU time of {}", self.name))
+        let own = cpu_time(self.pid())
+            .with_context(|| format!("cannot read the CPU time of {}", self.name))?;
+        let children: u64 = children(self.pid())
+            .iter()
+            .filter_map(|pid| ticks(&pid.to_string()))
+            .sum();
+        Ok(own + ticks_to_duration(children))
     }
 
-    /// Its peak resident set size so far, in bytes.
+    /// Its peak resident set size so far, in bytes, plus that of each living child:
+    /// the peaks may not have been at the same moment, so this is an upper bound.
     pub fn peak_rss(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .map(|kib| kib * 1024)
-            .with_context(|| format!("no VmHWM for {}", self.name))
+        let own = peak_rss(self.pid()).with_context(|| format!("no VmHWM for {}", self.name))?;
+        let children: u64 = children(self.pid()).into_iter().filter_map(peak_rss).sum();
+        Ok(own + children)
     }
 
     /// Sends SIGTERM and waits up to `grace` for it to exit (then SIGKILL).
@@ -182,6 +182,40 @@ fn ticks(pid: &str) -> Option<u64> {
 
 fn ticks_to_duration(ticks: u64) -> Duration {
     Duration::from_micros(ticks * 1_000_000 / clock_ticks())
+}
+
+/// `VmHWM` of a process, in bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+}
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| parent(child) == Some(pid))
+        .collect()
+}
+
+/// The parent of a process (field 4 of `/proc/PID/stat`).
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
 }
 
 /// The CPU time of process `pid`.
