@@ -25,20 +25,6 @@ use crate::error::Error;
 /// The most requests one statement carries.
 const MAX_BATCH: usize = 128;
 
-/// A statement that gathered at least this many requests while the previous one ran
-/// waits up to [`LINGER`] for more (until [`LINGER_UNTIL`]) before it is sent; smaller
-/// ones, and so every request under light load, go at once. In the benchmark's closed
-/// loop this halved the statements (7.6 instead of 5.7 requests each) and cut
-/// PostgreSQL's CPU per request from 43 to 37 µs; throughput against the echo ceiling
-/// was 65.8 % against 57.3-59.5 % without it.
-const LINGER_FROM: usize = 8;
-
-/// How long a statement under load waits for more requests (Tokio's timer resolution).
-const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// The batch size at which a lingering statement stops waiting.
-const LINGER_UNTIL: usize = 32;
-
 /// How long a statement runs before the next batch is sent beside it on another
 /// connection. Statements take 0.2 to 2 ms; in the benchmark the worker's open-loop
 /// p99 was sometimes 320 to 480 ms, with every request waiting behind one stalled
@@ -331,18 +317,6 @@ async fn gather(
         let mut batch = Vec::with_capacity(16);
         if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
-        }
-        // Under load (many requests gathered during the previous statement), wait a
-        // little for more: fewer, larger statements cost PostgreSQL less per request.
-        if batch.len() >= LINGER_FROM {
-            let deadline = tokio::time::Instant::now() + LINGER;
-            while batch.len() < LINGER_UNTIL {
-                let room = LINGER_UNTIL - batch.len();
-                match tokio::time::timeout_at(deadline, queue.recv_many(&mut batch, room)).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
         }
         counts.statements.fetch_add(1, Ordering::Relaxed);
         counts
