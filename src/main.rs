@@ -71,6 +71,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!("demo data loaded");
             Ok(ExitCode::SUCCESS)
         }
+        // Served by `main` before any runtime or logging starts; never reaches here.
         Command::PassCodeHelper => Ok(ExitCode::SUCCESS),
         Command::Call(args) => {
             let outcome = call(

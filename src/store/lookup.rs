@@ -6,11 +6,11 @@
 //! [`Lookups`] task and wait for its [`Found`]. The task sends what has gathered
 //! while earlier statements ran as one statement over arrays (`unnest ... WITH
 //! ORDINALITY`): one statement at a time, unless one stalls, and never more than
-//! `concurrency` in flight. A lone request is
-//! one statement of one row, as fast as before; under load a statement carries many
-//! requests (about ten in the benchmark's closed loop), and the per-statement cost (a
-//! round trip, a wake-up of the backend, executor start-up) is paid once for them all. The checks on what was found stay
-//! per request, in the contract's order, in `login.rs` and `resolve.rs`.
+//! `concurrency` in flight. A lone request is one statement of one row, as fast as
+//! before; under load a statement carries many requests (about ten in the benchmark's
+//! closed loop), and the per-statement cost (a round trip, a wake-up of the backend,
+//! executor start-up) is paid once for them all. The checks on what was found stay per
+//! request, in the contract's order, in `login.rs` and `resolve.rs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};

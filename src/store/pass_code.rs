@@ -78,13 +78,15 @@ static VERIFIERS: LazyLock<Option<mpsc::Sender<Job>>> = LazyLock::new(|| {
     (started > 0).then_some(tx)
 });
 
-/// Gives the calling verifier thread the lowest scheduling priority (nice 19).
+/// Gives the calling thread (a verifier thread, or a helper's only thread) the lowest
+/// scheduling priority (nice 19).
 ///
 /// Worker, broker and database share few cores, and an Argon2 run holds a core for
 /// tens of milliseconds: at normal priority the kernel gave it fair turns with the
 /// runtime threads, and every other request in flight waited behind it (open-loop p99
-/// 24.5 ms with 0.1 % pass-code requests, 6.8 ms without). At nice 19 the runtime
-/// threads preempt it as soon as they have work, and it runs in the CPU time they leave.
+/// 24.5 ms with 0.1 % pass-code requests, 6.8 ms without; 13.4 ms at nice 19). Nice
+/// only ranks threads within their scheduling group, though: against RabbitMQ and
+/// PostgreSQL it takes a helper's group of its own ([`serve_helper`]).
 fn lower_priority() {
     if let Err(err) =
         thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
@@ -340,7 +342,7 @@ pub fn serve_helper() -> io::Result<()> {
     if rustix::process::setsid().is_ok() {
         let _ = std::fs::write("/proc/self/autogroup", "19");
     }
-    let _ = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
+    lower_priority();
     let mut from = BufReader::new(io::stdin().lock());
     let mut to = io::stdout().lock();
     let mut blocks = Vec::new();

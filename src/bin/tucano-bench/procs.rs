@@ -171,13 +171,18 @@ fn clock_ticks() -> u64 {
 
 /// `utime + stime` of a process, in ticks.
 fn ticks(pid: &str) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces; the fields after it are plain.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split(' ');
+    let stat = stat_after_name(pid)?;
+    let mut fields = stat.split(' ');
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// `/proc/PID/stat` from field 3 (the state) on. The command name (field 2) may hold
+/// spaces and parentheses; the fields after it are plain.
+fn stat_after_name(pid: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat[stat.rfind(')')? + 2..].to_owned())
 }
 
 fn ticks_to_duration(ticks: u64) -> Duration {
@@ -214,8 +219,11 @@ fn children(pid: u32) -> Vec<u32> {
 
 /// The parent of a process (field 4 of `/proc/PID/stat`).
 fn parent(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+    stat_after_name(&pid.to_string())?
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// The CPU time of process `pid`.
