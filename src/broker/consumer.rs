@@ -29,6 +29,10 @@ use crate::config::{QueueType, Settings};
 use crate::error::Error;
 use crate::handle::{Incoming, Outcome, Route, Service};
 
+/// How long a draining worker waits after its last acks before it closes its channels
+/// (see `session`).
+const ACK_SETTLE: Duration = Duration::from_millis(250);
+
 /// How long the worker waits for RabbitMQ to confirm closing a connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -215,6 +219,23 @@ async fn session<S: Service>(
                 left = tracker.len(),
                 "grace period over; unfinished requests go back to the queue"
             );
+        }
+        // A quorum queue may ignore acks that reach it just before their channel closes
+        // and hand those requests out again (rabbitmq/rabbitmq-server#10327, open): the
+        // SIGTERM test saw 11 answered requests answered a second time by the next
+        // worker. An ack has no reply to wait for, so give the last ones time to be
+        // applied, then close the channels before the connection (which also spares
+        // lapin's "invalid channel state" error at every shutdown).
+        tokio::time::sleep(ACK_SETTLE).await;
+        for channel in [&interactive_channel, &batch_channel] {
+            match tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "bye".into())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "cannot close a consumer channel"),
+                Err(_) => tracing::warn!(
+                    timeout_s = CLOSE_TIMEOUT.as_secs(),
+                    "RabbitMQ did not confirm closing a consumer channel"
+                ),
+            }
         }
     } else {
         tracker.close();
