@@ -52,6 +52,12 @@ pub async fn run(options: Options) -> anyhow::Result<bool> {
     {
         bail!("rates must be positive");
     }
+    // Before any work: a missing directory found only when the first open loop ends
+    // cost a whole run once.
+    if let Some(dir) = &options.timeline {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--timeline: cannot create {}", dir.display()))?;
+    }
     let run_id = format!("bench-{}", std::process::id());
     let self_exe = std::env::current_exe().context("cannot locate this executable")?;
     let worker_bin = match &options.worker_bin {
@@ -1034,22 +1040,31 @@ fn shown<T: ToString>(value: Option<T>) -> String {
 }
 
 /// Writes the samples of `label`'s open loop to `dir/LABEL-open.csv`: one line per
-/// request, `sent_us,latency_us,path` (microseconds since the window opened; the path's
-/// index in the report's per-path table), to see when slow replies happened.
+/// request, `sent_us,latency_us,path,sent_unix_us` (microseconds since the window
+/// opened; the path's index in the report's per-path table; the send time as
+/// microseconds since the Unix epoch, to line requests up with the worker's, RabbitMQ's
+/// and PostgreSQL's logs), to see when slow replies happened.
 fn write_timeline(
     dir: &Path,
     label: &str,
     from: Instant,
     samples: &[load::Sample],
 ) -> anyhow::Result<()> {
-    let mut out = String::from("sent_us,latency_us,path\n");
+    // The wall-clock time of `from`, from one reading of both clocks.
+    let from_unix_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(from.elapsed())
+        .as_micros();
+    let mut out = String::from("sent_us,latency_us,path,sent_unix_us\n");
     for s in samples {
+        let sent_us = s.sent.saturating_duration_since(from).as_micros();
         let _ = writeln!(
             out,
-            "{},{},{}",
-            s.sent.saturating_duration_since(from).as_micros(),
+            "{sent_us},{},{},{}",
             s.latency_us,
-            s.path
+            s.path,
+            from_unix_us + sent_us
         );
     }
     let path = dir.join(format!("{}-open.csv", label.replace(' ', "-")));

@@ -171,7 +171,7 @@ pub struct Options {
     #[arg(long)]
     pub skip_worker: bool,
     /// Write each open loop's requests (sent time, latency, identifier path) as CSV to
-    /// this directory, to see when the slow ones happened.
+    /// this directory (created if missing), to see when the slow ones happened.
     #[arg(long, value_name = "DIR")]
     pub timeline: Option<PathBuf>,
     /// Seed of the request generator.
