@@ -28,11 +28,14 @@ pub fn may_carry_a_body(meta: &Metadata<'_>) -> bool {
 }
 
 /// Installs the subscriber: `RUST_LOG` (or `default`) to standard error, less the
-/// events that may carry a message body.
+/// events that may carry a message body. Colours only on a terminal: a log file or a
+/// log collector gets plain text.
 pub fn init(default: &str) {
+    use std::io::IsTerminal as _;
     let rust_log = std::env::var("RUST_LOG").ok();
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_filter(filter(rust_log.as_deref(), default))
         .with_filter(FilterFn::new(|meta| !may_carry_a_body(meta)));
     tracing_subscriber::registry().with(layer).init();
