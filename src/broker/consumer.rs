@@ -10,10 +10,11 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
+use hdrhistogram::Histogram;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
@@ -47,6 +48,95 @@ pub struct Stats {
     pub requeued: AtomicU64,
     /// Broker connections lost and re-established.
     pub reconnects: AtomicU64,
+    /// How long each request spent in this process.
+    pub service: ServiceTimes,
+}
+
+/// Service times: from a delivery reaching the consume loop to its reply handed to the
+/// broker connection (decoding, checks, database read, pass-code check, signing), in
+/// microseconds. What a request spends on the broker's side is the rest of what its
+/// client measures. SIGUSR1 logs their percentiles since the previous report (see
+/// [`serve`]).
+#[derive(Debug)]
+pub struct ServiceTimes {
+    histogram: Mutex<Histogram<u64>>,
+}
+
+/// What [`ServiceTimes::take`] reports, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceReport {
+    /// Requests timed.
+    pub requests: u64,
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Longest.
+    pub max: u64,
+}
+
+impl Default for ServiceTimes {
+    fn default() -> Self {
+        // 1 µs to 10 min at 2 significant digits: constants the crate accepts.
+        #[allow(clippy::expect_used)]
+        let histogram = Histogram::new_with_bounds(1, 600_000_000, 2)
+            .expect("constant histogram bounds are valid");
+        ServiceTimes {
+            histogram: Mutex::new(histogram),
+        }
+    }
+}
+
+impl ServiceTimes {
+    /// Records one request's time in the process.
+    pub fn record(&self, time: Duration) {
+        let micros = u64::try_from(time.as_micros()).unwrap_or(u64::MAX);
+        if let Ok(mut histogram) = self.histogram.lock() {
+            histogram.saturating_record(micros.max(1));
+        }
+    }
+
+    /// The percentiles since the last call (or start), and starts over.
+    pub fn take(&self) -> ServiceReport {
+        let mut histogram = match self.histogram.lock() {
+            Ok(histogram) => histogram,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let report = ServiceReport {
+            requests: histogram.len(),
+            p50: histogram.value_at_quantile(0.5),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+        };
+        histogram.reset();
+        report
+    }
+}
+
+/// Logs the service times on each SIGUSR1, until the task is aborted.
+async fn report_on_sigusr1(stats: Arc<Stats>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut usr1 = match signal(SignalKind::user_defined1()) {
+        Ok(usr1) => usr1,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGUSR1; service times are not reported");
+            return;
+        }
+    };
+    while usr1.recv().await.is_some() {
+        let report = stats.service.take();
+        tracing::info!(
+            requests = report.requests,
+            p50_us = report.p50,
+            p99_us = report.p99,
+            p999_us = report.p999,
+            max_us = report.max,
+            "service times since the last report (delivery to reply handed to the broker connection)"
+        );
+    }
 }
 
 /// How one broker session ended.
@@ -56,7 +146,8 @@ enum Ended {
 }
 
 /// Serves requests until `shutdown` resolves, then drains (section 7). Reconnects to a
-/// lost broker with backoff; a topology mismatch is fatal.
+/// lost broker with backoff; a topology mismatch is fatal. Meanwhile each SIGUSR1 logs
+/// the [`ServiceTimes`] since the previous one.
 pub async fn serve<S: Service>(
     settings: &Settings,
     handler: Arc<S>,
@@ -74,6 +165,8 @@ pub async fn serve<S: Service>(
     };
     // The connection name carries the prefix, so an operator can tell workers apart.
     let role = format!("worker {}", settings.queue_prefix);
+    let reporter = tokio::spawn(report_on_sigusr1(stats.clone()));
+    let _reporter = AbortOnDrop(reporter);
     let work = async {
         let mut backoff = Backoff::new();
         let mut first = true;
@@ -133,6 +226,15 @@ pub async fn serve<S: Service>(
             result = &mut work => return result,
             _ = &mut trigger, if !stop.is_cancelled() => {}
         }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -282,6 +384,7 @@ struct Context<S> {
 impl<S: Service> Context<S> {
     /// Answers one delivery, then acks it once the reply is confirmed.
     async fn process(&self, delivery: Delivery) {
+        let started = Instant::now();
         let properties = &delivery.properties;
         let reply_to = properties.reply_to().as_ref().map(|s| s.as_str());
         let incoming = Incoming {
@@ -314,7 +417,7 @@ impl<S: Service> Context<S> {
             correlation_id = correlation_id.as_ref().map(|c| c.as_str()),
             "answered"
         );
-        match self.publish(&outcome, correlation_id).await {
+        match self.publish(&outcome, correlation_id, started).await {
             Ok(Confirmation::Nack(_)) => {
                 tracing::warn!("the broker refused a reply; the request goes back to the queue");
                 self.give_back(&delivery).await;
@@ -344,11 +447,13 @@ impl<S: Service> Context<S> {
         }
     }
 
-    /// Publishes a reply and waits for the broker's confirm.
+    /// Publishes a reply and waits for the broker's confirm; records the service time
+    /// of a request that began at `started` once the reply is handed to the connection.
     async fn publish(
         &self,
         outcome: &Outcome,
         correlation_id: Option<lapin::types::ShortString>,
+        started: Instant,
     ) -> Result<Confirmation, lapin::Error> {
         let mut headers = FieldTable::default();
         headers.insert(
@@ -371,7 +476,8 @@ impl<S: Service> Context<S> {
         if !is_direct_reply_to(routing_key) {
             properties = properties.with_delivery_mode(2);
         }
-        self.publisher
+        let confirm = self
+            .publisher
             .basic_publish(
                 exchange.into(),
                 routing_key.into(),
@@ -382,8 +488,9 @@ impl<S: Service> Context<S> {
                 &outcome.body,
                 properties,
             )
-            .await?
-            .await
+            .await?;
+        self.stats.service.record(started.elapsed());
+        confirm.await
     }
 
     /// Hands a request back to the broker after its reply could not be published.

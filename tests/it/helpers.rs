@@ -2,8 +2,9 @@
 //! in-process (or as the real binary), and a client that talks to it over the real
 //! RabbitMQ. Everything a test declared is deleted when its `TestWorker` drops.
 
+use std::process::{Child, Command};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
@@ -522,4 +523,70 @@ pub fn start_binary(
         command.env(key, value);
     }
     command.spawn().expect("start the binary")
+}
+
+/// Messages ready in `queue`, and its consumers.
+pub async fn depth(conn: &Connection, queue: &str) -> (u32, u32) {
+    let channel = conn.create_channel().await.expect("channel");
+    let q = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("passive declare");
+    let _ = channel.close(200, "ok".into()).await;
+    (q.message_count(), q.consumer_count())
+}
+
+/// Polls `check` every 20 ms until it holds; panics after 60 s.
+pub async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends SIGTERM and waits up to 40 s for the process to exit.
+pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker exits within its grace period"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Consumers of `queue`; 0 while it does not exist.
+pub async fn consumers(conn: &Connection, queue: &str) -> u32 {
+    let channel = conn.create_channel().await.expect("channel");
+    let count = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_or(0, |q| q.consumer_count());
+    let _ = channel.close(200, "ok".into()).await;
+    count
 }

@@ -10,4 +10,5 @@ mod jwt;
 mod paths;
 mod recovery;
 mod routing;
+mod service_times;
 mod shutdown;

@@ -2,8 +2,8 @@
 //! exits 0; nothing is lost and nothing is answered twice.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
+use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
@@ -11,55 +11,12 @@ use lapin::{BasicProperties, Connection};
 use tucano_auth::broker::Names;
 use tucano_auth::store::seed;
 
-use crate::helpers::{by_number, cleanup, unique, AMQP_URL, PG_SERVER};
+use crate::helpers::{
+    by_number, cleanup, consumers, depth, terminate, unique, wait_for, AMQP_URL, PG_SERVER,
+};
 
 fn start(prefix: &str, db_url: &str) -> Child {
     crate::helpers::start_binary(prefix, db_url, &[], Stdio::null())
-}
-
-async fn depth(conn: &Connection, queue: &str) -> (u32, u32) {
-    let channel = conn.create_channel().await.expect("channel");
-    let q = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("passive declare");
-    let _ = channel.close(200, "ok".into()).await;
-    (q.message_count(), q.consumer_count())
-}
-
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the worker exits within its grace period"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[tokio::test]
@@ -80,20 +37,7 @@ async fn sigterm_with_requests_in_flight_answers_them_all_and_exits_zero() {
 
     let mut child = start(&prefix, &db_url);
     wait_for("the worker to consume", async || {
-        let channel = conn.create_channel().await.expect("channel");
-        let ok = channel
-            .queue_declare(
-                names.interactive.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .is_ok_and(|q| q.consumer_count() > 0);
-        let _ = channel.close(200, "ok".into()).await;
-        ok
+        consumers(&conn, &names.interactive).await > 0
     })
     .await;
     let channel = conn.create_channel().await.expect("channel");

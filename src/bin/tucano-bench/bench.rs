@@ -22,7 +22,7 @@ use anyhow::{bail, Context};
 use lapin::Connection;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tucano_auth::broker::Names;
+use tucano_auth::broker::{Names, ServiceReport};
 
 use crate::dataset::{self, Dataset};
 use crate::load::{self, Pacing, Run};
@@ -176,6 +176,8 @@ struct Measured {
     closed: Figures,
     open: Figures,
     open_rate: f64,
+    /// The open loop's service times, as the process itself measured them.
+    open_service: Option<ServiceReport>,
     peak_rss: u64,
 }
 
@@ -356,6 +358,7 @@ impl Bench {
             }
             subject.measured.open = Figures::of(&[window], &in_window);
             subject.measured.open_rate = rate;
+            subject.measured.open_service = window.service;
             eprintln!(
                 "{}: open loop p99 {} ms",
                 subject.label,
@@ -535,6 +538,8 @@ impl Bench {
         );
         let timing = async {
             tokio::time::sleep(warmup).await;
+            // Starts the process's own count of service times over (see `Window::service`).
+            let _ = proc.service_times().await;
             let cpu_before = proc.cpu();
             let around_before = Around::take(database);
             let base = replies.load(Ordering::Relaxed);
@@ -551,10 +556,12 @@ impl Bench {
             let to = Instant::now();
             let cpu_after = proc.cpu();
             let around = Around::take(database).since(&around_before);
+            let service = proc.service_times().await;
             stop.cancel();
-            (from, to, cpu_before, cpu_after, around)
+            (from, to, cpu_before, cpu_after, around, service)
         };
-        let (run, (from, to, cpu_before, cpu_after, around)) = tokio::join!(driving, timing);
+        let (run, (from, to, cpu_before, cpu_after, around, service)) =
+            tokio::join!(driving, timing);
         let run = run?;
         let window = Window {
             from,
@@ -562,6 +569,7 @@ impl Bench {
             replies: report::received_between(&run.samples, from, to),
             cpu: cpu_after?.saturating_sub(cpu_before?),
             around,
+            service,
         };
         Ok((window, run))
     }
@@ -816,6 +824,38 @@ impl Bench {
         );
     }
 
+    /// How much of the open loop's latency the process itself accounts for.
+    fn service_table(&mut self, echo: &Option<Measured>, worker: &Option<Measured>) {
+        let rows: Vec<(&str, &Measured, ServiceReport)> =
+            [("echo ceiling", echo), ("worker", worker)]
+                .into_iter()
+                .filter_map(|(label, m)| {
+                    let m = m.as_ref()?;
+                    Some((label, m, m.open_service?))
+                })
+                .collect();
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            self.out,
+            "\n### Time inside the process (open loop)\n\nFrom a delivery reaching the consume loop to its reply handed to the broker connection, as the process measures it (its SIGUSR1 report over the window); the rest of publish-to-reply is RabbitMQ, the network and the load generator.\n\n| process | requests | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | publish-to-reply p50 / p99 (ms) |\n|---|---:|---:|---:|---:|---:|---:|"
+        );
+        for (label, m, service) in rows {
+            let _ = writeln!(
+                self.out,
+                "| {label} | {} | {} | {} | {} | {} | {} / {} |",
+                thousands(service.requests as f64),
+                ms(service.p50),
+                ms(service.p99),
+                ms(service.p999),
+                ms(service.max),
+                ms(m.open.latency.p50),
+                ms(m.open.latency.p99)
+            );
+        }
+    }
+
     fn main_table(&mut self) {
         let echo = self.results.echo.clone();
         let worker = self.results.worker.clone();
@@ -871,6 +911,7 @@ impl Bench {
                 );
             }
         }
+        self.service_table(&echo, &worker);
         let _ = writeln!(
             self.out,
             "\n### CPU per request around the process (closed loop, µs)\n\n| process | itself | load generator | RabbitMQ (whole broker) | PostgreSQL (bench backends) |\n|---|---:|---:|---:|---:|"

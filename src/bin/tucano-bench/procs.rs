@@ -14,6 +14,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tokio::time::Instant;
+use tucano_auth::broker::ServiceReport;
+
+/// The message of the report a process logs on SIGUSR1.
+const SERVICE_REPORT: &str = "service times since the last report";
 
 /// A child process of the bench: the worker or the echo.
 pub struct Proc {
@@ -102,6 +106,24 @@ impl Proc {
         let own = peak_rss(self.pid()).with_context(|| format!("no VmHWM for {}", self.name))?;
         let children: u64 = children(self.pid()).into_iter().filter_map(peak_rss).sum();
         Ok(own + children)
+    }
+
+    /// Sends SIGUSR1, on which the worker and the echo log how long the requests since
+    /// their previous report spent inside them, and reads that report back from the
+    /// log; `None` if none appeared within 2 s.
+    pub async fn service_times(&self) -> Option<ServiceReport> {
+        let before = service_reports(&self.log).len();
+        let pid = rustix::process::Pid::from_raw(i32::try_from(self.pid()).ok()?)?;
+        rustix::process::kill_process(pid, rustix::process::Signal::USR1).ok()?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let reports = service_reports(&self.log);
+            if reports.len() > before {
+                return reports.last().copied();
+            }
+        }
+        None
     }
 
     /// Sends SIGTERM and waits up to `grace` for it to exit (then SIGKILL).
@@ -303,5 +325,72 @@ impl Around {
             broker: ticks_to_duration(sum(&self.broker, &earlier.broker)),
             database: ticks_to_duration(sum(&self.database, &earlier.database)),
         }
+    }
+}
+
+/// The service-time reports in the log at `path`, oldest first.
+fn service_reports(path: &Path) -> Vec<ServiceReport> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|line| line.contains(SERVICE_REPORT))
+        .filter_map(parse_service_report)
+        .collect()
+}
+
+/// The figures of one report line (`requests=N p50_us=N ...`); colour codes, which a
+/// worker built before its log turned plain would write, are skipped.
+fn parse_service_report(line: &str) -> Option<ServiceReport> {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An SGR sequence: ESC [ ... m.
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    let field = |name: &str| -> Option<u64> {
+        plain
+            .split_whitespace()
+            .find_map(|token| token.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+    };
+    Some(ServiceReport {
+        requests: field("requests")?,
+        p50: field("p50_us")?,
+        p99: field("p99_us")?,
+        p999: field("p999_us")?,
+        max: field("max_us")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_service_report_plain_or_coloured() {
+        let expected = ServiceReport {
+            requests: 31000,
+            p50: 700,
+            p99: 2300,
+            p999: 4100,
+            max: 9800,
+        };
+        let plain = "2026-11-28T06:00:00.000000Z  INFO tucano_auth::broker::consumer: service times since the last report (delivery to reply handed to the broker connection) requests=31000 p50_us=700 p99_us=2300 p999_us=4100 max_us=9800";
+        assert_eq!(parse_service_report(plain), Some(expected));
+        let coloured = "\u{1b}[2m2026-11-28T06:00:00.000000Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m service times since the last report \u{1b}[3mrequests\u{1b}[0m\u{1b}[2m=\u{1b}[0m31000 \u{1b}[3mp50_us\u{1b}[0m\u{1b}[2m=\u{1b}[0m700 \u{1b}[3mp99_us\u{1b}[0m\u{1b}[2m=\u{1b}[0m2300 \u{1b}[3mp999_us\u{1b}[0m\u{1b}[2m=\u{1b}[0m4100 \u{1b}[3mmax_us\u{1b}[0m\u{1b}[2m=\u{1b}[0m9800";
+        assert_eq!(parse_service_report(coloured), Some(expected));
+        assert_eq!(
+            parse_service_report("service times since the last report requests=3"),
+            None,
+            "a line missing a figure is no report"
+        );
     }
 }

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use crate::load::Sample;
 use crate::procs::AroundDelta;
 use crate::requests::Path;
+use tucano_auth::broker::ServiceReport;
 
 /// Latency percentiles of a set of replies, in microseconds.
 #[derive(Debug, Clone, Copy, Default)]
@@ -78,6 +79,9 @@ pub struct Window {
     pub cpu: Duration,
     /// CPU time used in it around the process.
     pub around: AroundDelta,
+    /// The process's own service times over it (from its SIGUSR1 reports), if it
+    /// reported them.
+    pub service: Option<ServiceReport>,
 }
 
 impl Window {
