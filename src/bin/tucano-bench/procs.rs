@@ -112,6 +112,10 @@ impl Proc {
     /// their previous report spent inside them, and reads that report back from the
     /// log; `None` if none appeared within 2 s.
     pub async fn service_times(&self) -> Option<ServiceReport> {
+        // A worker built before SIGUSR1 reported anything would die of it.
+        if !catches_sigusr1(self.pid()) {
+            return None;
+        }
         let before = service_reports(&self.log).len();
         let pid = rustix::process::Pid::from_raw(i32::try_from(self.pid()).ok()?)?;
         rustix::process::kill_process(pid, rustix::process::Signal::USR1).ok()?;
@@ -326,6 +330,19 @@ impl Around {
             database: ticks_to_duration(sum(&self.database, &earlier.database)),
         }
     }
+}
+
+/// Whether process `pid` has a handler for SIGUSR1 (`SigCgt` of `/proc/PID/status`).
+fn catches_sigusr1(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        // Bit n - 1 stands for signal n; SIGUSR1 is 10 on Linux.
+        .is_some_and(|mask| mask & (1 << 9) != 0)
 }
 
 /// The service-time reports in the log at `path`, oldest first.
