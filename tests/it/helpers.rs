@@ -525,10 +525,10 @@ pub fn start_binary(
     command.spawn().expect("start the binary")
 }
 
-/// Messages ready in `queue`, and its consumers.
-pub async fn depth(conn: &Connection, queue: &str) -> (u32, u32) {
+/// Messages ready in `queue` and its consumers; `None` while it does not exist.
+pub async fn depth(conn: &Connection, queue: &str) -> Option<(u32, u32)> {
     let channel = conn.create_channel().await.expect("channel");
-    let q = channel
+    let declared = channel
         .queue_declare(
             queue.into(),
             QueueDeclareOptions {
@@ -538,9 +538,9 @@ pub async fn depth(conn: &Connection, queue: &str) -> (u32, u32) {
             FieldTable::default(),
         )
         .await
-        .expect("passive declare");
+        .ok();
     let _ = channel.close(200, "ok".into()).await;
-    (q.message_count(), q.consumer_count())
+    declared.map(|q| (q.message_count(), q.consumer_count()))
 }
 
 /// Polls `check` every 20 ms until it holds; panics after 60 s.
@@ -573,20 +573,98 @@ pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
-/// Consumers of `queue`; 0 while it does not exist.
-pub async fn consumers(conn: &Connection, queue: &str) -> u32 {
-    let channel = conn.create_channel().await.expect("channel");
-    let count = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_or(0, |q| q.consumer_count());
-    let _ = channel.close(200, "ok".into()).await;
-    count
+/// The real binary under test: a demo database and queue prefix of its own, a broker
+/// connection, and a durable reply queue with a confirm-mode channel to send on.
+pub struct BinaryRun {
+    pub prefix: String,
+    pub db_url: String,
+    pub names: Names,
+    pub replies: String,
+    pub conn: Connection,
+    pub channel: lapin::Channel,
+}
+
+impl BinaryRun {
+    /// Prepares the database (demo data) and the reply queue for prefix `label...`.
+    pub async fn new(label: &str) -> BinaryRun {
+        let prefix = unique(label);
+        let db_url = format!("{PG_SERVER}/{prefix}");
+        let pool = tucano_auth::store::prepare(&db_url, 2)
+            .await
+            .expect("prepare");
+        tucano_auth::store::seed::seed_demo(&pool)
+            .await
+            .expect("seed");
+        pool.close().await;
+        let conn = Connection::connect(AMQP_URL, ConnectionProperties::default())
+            .await
+            .expect("conn");
+        let replies = format!("{prefix}.replies");
+        let channel = conn.create_channel().await.expect("channel");
+        channel
+            .queue_declare(
+                replies.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare replies");
+        channel
+            .confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        BinaryRun {
+            names: Names::new(&prefix),
+            prefix,
+            db_url,
+            replies,
+            conn,
+            channel,
+        }
+    }
+
+    /// Starts the binary on this run's prefix and database, and waits until it consumes.
+    pub async fn start(&self, stderr: std::process::Stdio) -> Child {
+        let child = start_binary(&self.prefix, &self.db_url, &[], stderr);
+        wait_for("the worker to consume", async || {
+            depth(&self.conn, &self.names.interactive)
+                .await
+                .is_some_and(|(_, consumers)| consumers > 0)
+        })
+        .await;
+        child
+    }
+
+    /// Publishes `n` persistent requests (`correlation_id` `r-0`, `r-1`...) answered to
+    /// the reply queue, and waits for the broker's confirms.
+    pub async fn send(&self, n: usize) {
+        let body = by_number(tucano_auth::store::seed::SESSION_TOKEN, "S0000000329");
+        for i in 0..n {
+            self.channel
+                .basic_publish(
+                    "".into(),
+                    self.names.interactive.as_str().into(),
+                    BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    BasicProperties::default()
+                        .with_reply_to(self.replies.as_str().into())
+                        .with_correlation_id(format!("r-{i}").into())
+                        .with_delivery_mode(2),
+                )
+                .await
+                .expect("publish");
+        }
+        self.channel.wait_for_confirms().await.expect("confirmed");
+    }
+
+    /// Replies waiting in the reply queue.
+    pub async fn replies_ready(&self) -> usize {
+        depth(&self.conn, &self.replies)
+            .await
+            .expect("the reply queue exists")
+            .0 as usize
+    }
 }

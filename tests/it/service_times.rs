@@ -3,15 +3,7 @@
 
 use std::process::Stdio;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection};
-use tucano_auth::broker::Names;
-use tucano_auth::store::seed;
-
-use crate::helpers::{
-    by_number, cleanup, consumers, depth, terminate, unique, wait_for, AMQP_URL, PG_SERVER,
-};
+use crate::helpers::{cleanup, terminate, wait_for, BinaryRun};
 
 const REPORT: &str = "service times since the last report";
 
@@ -52,60 +44,13 @@ fn sigusr1(pid: u32) {
 #[tokio::test]
 async fn sigusr1_logs_the_service_times_since_the_last_report() {
     const REQUESTS: usize = 60;
-    let prefix = unique("u");
-    let db_url = format!("{PG_SERVER}/{prefix}");
-    let pool = tucano_auth::store::prepare(&db_url, 2)
-        .await
-        .expect("prepare");
-    seed::seed_demo(&pool).await.expect("seed");
-    pool.close().await;
-    let names = Names::new(&prefix);
-    let replies = format!("{prefix}.replies");
-    let conn = Connection::connect(AMQP_URL, Default::default())
-        .await
-        .expect("conn");
-    let log = std::env::temp_dir().join(format!("{prefix}.log"));
+    let run = BinaryRun::new("u").await;
+    let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
     let stderr = std::fs::File::create(&log).expect("create the log");
-    let mut child = crate::helpers::start_binary(&prefix, &db_url, &[], Stdio::from(stderr));
-    wait_for("the worker to consume", async || {
-        consumers(&conn, &names.interactive).await > 0
-    })
-    .await;
-
-    let channel = conn.create_channel().await.expect("channel");
-    channel
-        .queue_declare(
-            replies.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare replies");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
-    let body = by_number(seed::SESSION_TOKEN, "S0000000329");
-    for _ in 0..REQUESTS {
-        channel
-            .basic_publish(
-                "".into(),
-                names.interactive.as_str().into(),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                BasicProperties::default()
-                    .with_reply_to(replies.as_str().into())
-                    .with_delivery_mode(2),
-            )
-            .await
-            .expect("publish");
-    }
-    channel.wait_for_confirms().await.expect("confirmed");
+    let mut child = run.start(Stdio::from(stderr)).await;
+    run.send(REQUESTS).await;
     wait_for("every reply", async || {
-        depth(&conn, &replies).await.0 as usize >= REQUESTS
+        run.replies_ready().await >= REQUESTS
     })
     .await;
 
@@ -140,6 +85,6 @@ async fn sigusr1_logs_the_service_times_since_the_last_report() {
         "a log written to a file has no colour codes"
     );
     let _ = std::fs::remove_file(&log);
-    let _ = conn.close(200, "bye".into()).await;
-    cleanup(&prefix, &prefix).await;
+    let _ = run.conn.close(200, "bye".into()).await;
+    cleanup(&run.prefix, &run.prefix).await;
 }

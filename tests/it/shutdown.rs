@@ -2,97 +2,38 @@
 //! exits 0; nothing is lost and nothing is answered twice.
 
 use std::collections::HashMap;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection};
-use tucano_auth::broker::Names;
-use tucano_auth::store::seed;
-
-use crate::helpers::{
-    by_number, cleanup, consumers, depth, terminate, unique, wait_for, AMQP_URL, PG_SERVER,
-};
-
-fn start(prefix: &str, db_url: &str) -> Child {
-    crate::helpers::start_binary(prefix, db_url, &[], Stdio::null())
-}
+use crate::helpers::{cleanup, depth, terminate, wait_for, BinaryRun};
 
 #[tokio::test]
 async fn sigterm_with_requests_in_flight_answers_them_all_and_exits_zero() {
     const REQUESTS: usize = 400;
-    let prefix = unique("s");
-    let db_url = format!("{PG_SERVER}/{prefix}");
-    let pool = tucano_auth::store::prepare(&db_url, 2)
-        .await
-        .expect("prepare");
-    seed::seed_demo(&pool).await.expect("seed");
-    pool.close().await;
-    let names = Names::new(&prefix);
-    let replies = format!("{prefix}.replies");
-    let conn = Connection::connect(AMQP_URL, Default::default())
-        .await
-        .expect("conn");
-
-    let mut child = start(&prefix, &db_url);
-    wait_for("the worker to consume", async || {
-        consumers(&conn, &names.interactive).await > 0
-    })
-    .await;
-    let channel = conn.create_channel().await.expect("channel");
-    channel
-        .queue_declare(
-            replies.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare replies");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
-    let body = by_number(seed::SESSION_TOKEN, "S0000000329");
-    for i in 0..REQUESTS {
-        channel
-            .basic_publish(
-                "".into(),
-                names.interactive.as_str().into(),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                BasicProperties::default()
-                    .with_reply_to(replies.as_str().into())
-                    .with_correlation_id(format!("r-{i}").into())
-                    .with_delivery_mode(2),
-            )
-            .await
-            .expect("publish");
-    }
-    channel.wait_for_confirms().await.expect("confirmed");
+    let run = BinaryRun::new("s").await;
+    let mut child = run.start(Stdio::null()).await;
+    run.send(REQUESTS).await;
     wait_for("the first replies", async || {
-        depth(&conn, &replies).await.0 >= 20
+        run.replies_ready().await >= 20
     })
     .await;
     let status = terminate(&mut child);
     assert!(status.success(), "exit status {status:?}");
 
     // Whatever the first worker did not take is still queued; a second worker answers it.
-    let mut second = start(&prefix, &db_url);
+    let mut second = run.start(Stdio::null()).await;
     wait_for("every request to be answered", async || {
-        depth(&conn, &replies).await.0 as usize >= REQUESTS
+        run.replies_ready().await >= REQUESTS
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(terminate(&mut second).success());
 
     let mut seen: HashMap<String, usize> = HashMap::new();
-    while let Some(msg) = channel
+    while let Some(msg) = run
+        .channel
         .basic_get(
-            replies.as_str().into(),
+            run.replies.as_str().into(),
             lapin::options::BasicGetOptions { no_ack: true },
         )
         .await
@@ -113,7 +54,13 @@ async fn sigterm_with_requests_in_flight_answers_them_all_and_exits_zero() {
         duplicated.is_empty(),
         "nothing answered twice: {duplicated:?}"
     );
-    assert_eq!(depth(&conn, &names.interactive).await.0, 0);
-    let _ = conn.close(200, "bye".into()).await;
-    cleanup(&prefix, &prefix).await;
+    assert_eq!(
+        depth(&run.conn, &run.names.interactive)
+            .await
+            .expect("the request queue exists")
+            .0,
+        0
+    );
+    let _ = run.conn.close(200, "bye".into()).await;
+    cleanup(&run.prefix, &run.prefix).await;
 }
