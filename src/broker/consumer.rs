@@ -23,7 +23,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use super::{connect, declare, Backoff, Names};
 use crate::config::{QueueType, Settings};
@@ -93,17 +93,12 @@ impl ServiceTimes {
     /// Records one request's time in the process.
     pub fn record(&self, time: Duration) {
         let micros = u64::try_from(time.as_micros()).unwrap_or(u64::MAX);
-        if let Ok(mut histogram) = self.histogram.lock() {
-            histogram.saturating_record(micros.max(1));
-        }
+        self.histogram().saturating_record(micros.max(1));
     }
 
     /// The percentiles since the last call (or start), and starts over.
     pub fn take(&self) -> ServiceReport {
-        let mut histogram = match self.histogram.lock() {
-            Ok(histogram) => histogram,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut histogram = self.histogram();
         let report = ServiceReport {
             requests: histogram.len(),
             p50: histogram.value_at_quantile(0.5),
@@ -113,6 +108,14 @@ impl ServiceTimes {
         };
         histogram.reset();
         report
+    }
+
+    /// The histogram; a panic while it was held cannot leave it inconsistent (a record
+    /// or a read), so a poisoned lock is used as is.
+    fn histogram(&self) -> std::sync::MutexGuard<'_, Histogram<u64>> {
+        self.histogram
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -165,8 +168,7 @@ pub async fn serve<S: Service>(
     };
     // The connection name carries the prefix, so an operator can tell workers apart.
     let role = format!("worker {}", settings.queue_prefix);
-    let reporter = tokio::spawn(report_on_sigusr1(stats.clone()));
-    let _reporter = AbortOnDrop(reporter);
+    let _reporter = AbortOnDropHandle::new(tokio::spawn(report_on_sigusr1(stats.clone())));
     let work = async {
         let mut backoff = Backoff::new();
         let mut first = true;
@@ -226,15 +228,6 @@ pub async fn serve<S: Service>(
             result = &mut work => return result,
             _ = &mut trigger, if !stop.is_cancelled() => {}
         }
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
