@@ -356,26 +356,11 @@ fn service_reports(path: &Path) -> Vec<ServiceReport> {
         .collect()
 }
 
-/// The figures of one report line (`requests=N p50_us=N ...`); colour codes, which a
-/// worker built before its log turned plain would write, are skipped.
+/// The figures of one report line (`requests=N p50_us=N ...`). A worker that reports
+/// logs plain text to a file (colours are for terminals only).
 fn parse_service_report(line: &str) -> Option<ServiceReport> {
-    let mut plain = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // An SGR sequence: ESC [ ... m.
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
     let field = |name: &str| -> Option<u64> {
-        plain
-            .split_whitespace()
+        line.split_whitespace()
             .find_map(|token| token.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
     };
     Some(ServiceReport {
@@ -392,7 +377,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_a_service_report_plain_or_coloured() {
+    fn reads_a_service_report() {
         let expected = ServiceReport {
             requests: 31000,
             p50: 700,
@@ -400,10 +385,8 @@ mod tests {
             p999: 4100,
             max: 9800,
         };
-        let plain = "2026-11-28T06:00:00.000000Z  INFO tucano_auth::broker::consumer: service times since the last report (delivery to reply handed to the broker connection) requests=31000 p50_us=700 p99_us=2300 p999_us=4100 max_us=9800";
-        assert_eq!(parse_service_report(plain), Some(expected));
-        let coloured = "\u{1b}[2m2026-11-28T06:00:00.000000Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m service times since the last report \u{1b}[3mrequests\u{1b}[0m\u{1b}[2m=\u{1b}[0m31000 \u{1b}[3mp50_us\u{1b}[0m\u{1b}[2m=\u{1b}[0m700 \u{1b}[3mp99_us\u{1b}[0m\u{1b}[2m=\u{1b}[0m2300 \u{1b}[3mp999_us\u{1b}[0m\u{1b}[2m=\u{1b}[0m4100 \u{1b}[3mmax_us\u{1b}[0m\u{1b}[2m=\u{1b}[0m9800";
-        assert_eq!(parse_service_report(coloured), Some(expected));
+        let line = "2026-11-28T06:00:00.000000Z  INFO tucano_auth::broker::consumer: service times since the last report (delivery to reply handed to the broker connection) requests=31000 p50_us=700 p99_us=2300 p999_us=4100 max_us=9800";
+        assert_eq!(parse_service_report(line), Some(expected));
         assert_eq!(
             parse_service_report("service times since the last report requests=3"),
             None,
