@@ -110,7 +110,9 @@ pub struct Serve {
     /// flood leaves the machine to interactive requests.
     #[arg(long, env = "TUCANO_BATCH_PREFETCH", default_value_t = 2)]
     pub batch_prefetch: u16,
-    /// Connections in the database pool.
+    /// Connections in the database pool (migrations, demo data, readiness probe; opened
+    /// as needed). The lookup statement has connections of its own: one, and up to 4
+    /// while statements stall.
     #[arg(long, env = "TUCANO_DB_POOL_SIZE", default_value_t = 8)]
     pub db_pool_size: u32,
     /// How long a held request retries an unreachable database before TEMPORARILY_UNAVAILABLE.

@@ -181,7 +181,7 @@ pub enum Error {
     AmbiguousSubscription(usize),
     /// The database could not be reached; retried by the caller until its budget ends.
     #[error("the database is unreachable")]
-    Unavailable(#[source] Arc<sqlx::Error>),
+    Unavailable(#[source] DbError),
     /// Anything else. The detail is logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -220,10 +220,10 @@ impl Error {
         }
     }
 
-    /// Classifies a database error: connection trouble is [`Error::Unavailable`]
-    /// (retried), anything else is [`Error::Internal`].
+    /// Classifies an error of the lookup statement: connection trouble is
+    /// [`Error::Unavailable`] (retried), anything else is [`Error::Internal`].
     /// The error is shared because one lookup statement answers many requests.
-    pub fn from_db(err: Arc<sqlx::Error>) -> Error {
+    pub fn from_postgres(err: Arc<tokio_postgres::Error>) -> Error {
         if is_transient(&err) {
             Error::Unavailable(err)
         } else {
@@ -232,22 +232,29 @@ impl Error {
     }
 }
 
-/// Whether a database error means "the database is not reachable right now".
-fn is_transient(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exception, 57P: operator intervention (shutdown),
-            // 53: insufficient resources.
-            code.starts_with("08") || code.starts_with("57P") || code.starts_with("53")
-        }),
-        _ => false,
+/// A database error behind [`Error::Unavailable`].
+pub type DbError = Arc<dyn std::error::Error + Send + Sync>;
+
+/// Whether a database error means "the database is not reachable right now": the
+/// connection closed or could not be opened (an I/O error, a timeout), or the server
+/// said so (SQLSTATE class 08 connection exception, 57P operator intervention such as
+/// a shutdown, 53 insufficient resources).
+fn is_transient(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
     }
+    if let Some(code) = err.code() {
+        let code = code.code();
+        return code.starts_with("08") || code.starts_with("57P") || code.starts_with("53");
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -283,8 +290,8 @@ mod tests {
         assert!(Schemas::load().unwrap().is_valid_reply(&body), "{body}");
     }
 
-    fn sql_error() -> sqlx::Error {
-        sqlx::Error::Io(std::io::Error::new(
+    fn refused() -> DbError {
+        Arc::new(std::io::Error::new(
             std::io::ErrorKind::ConnectionRefused,
             "refused",
         ))
@@ -370,7 +377,7 @@ mod tests {
     }
     #[test]
     fn unavailable_is_in_the_reply_schema() {
-        assert_in_schema(Error::Unavailable(Arc::new(sql_error())));
+        assert_in_schema(Error::Unavailable(refused()));
     }
     #[test]
     fn internal_is_in_the_reply_schema() {
@@ -381,22 +388,29 @@ mod tests {
     fn internal_details_never_reach_the_message() {
         let err = Error::Internal(anyhow::anyhow!("SELECT secret FROM x"));
         assert!(!err.message().contains("SELECT"));
-        let err = Error::Unavailable(Arc::new(sql_error()));
+        let err = Error::Unavailable(refused());
         assert!(!err.message().contains("refused"));
     }
 
-    #[test]
-    fn connection_trouble_is_transient_and_other_database_errors_are_not() {
+    #[tokio::test]
+    async fn connection_trouble_is_transient_and_other_database_errors_are_not() {
+        // Nothing listens on port 1.
+        let refused = tokio_postgres::connect(
+            "postgres://postgres@127.0.0.1:1/none",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .err()
+        .expect("nothing listens on port 1");
         assert_eq!(
-            Error::from_db(Arc::new(sql_error())).code(),
+            Error::from_postgres(Arc::new(refused)).code(),
             Code::TemporarilyUnavailable
         );
+        let bad_setting = "port=not-a-number"
+            .parse::<tokio_postgres::Config>()
+            .expect_err("not a port");
         assert_eq!(
-            Error::from_db(Arc::new(sqlx::Error::PoolTimedOut)).code(),
-            Code::TemporarilyUnavailable
-        );
-        assert_eq!(
-            Error::from_db(Arc::new(sqlx::Error::RowNotFound)).code(),
+            Error::from_postgres(Arc::new(bad_setting)).code(),
             Code::InternalError
         );
     }

@@ -34,7 +34,11 @@ pub async fn run(
             .context("loading the demo data")?;
         tracing::info!("demo data loaded");
     }
-    let store = Store::new(pool, settings.crm_token_secret.clone());
+    let store = Store::new(
+        pool,
+        &settings.database_url,
+        settings.crm_token_secret.clone(),
+    )?;
     let handler = Handler::new(
         schemas,
         store.clone(),

@@ -68,7 +68,7 @@ where
             panic!("prepare timed out");
         }
     };
-    let store = Store::new(pool.clone(), crm_secret.map(Secret::new));
+    let store = Store::new(pool.clone(), &url, crm_secret.map(Secret::new)).expect("store");
     let outcome = tokio::spawn(timeout(TIMEOUT, body(store))).await;
     let _ = timeout(TIMEOUT, pool.close()).await;
     drop_database(&name).await;

@@ -3,10 +3,12 @@
 //! [`prepare`] turns a database URL into a migrated pool at startup. [`Store`] owns
 //! the two reads of a request: [`Store::check_login`] (step 5 of the contract's order
 //! of checks, in `login.rs`) and [`Store::resolve`] (step 6, in `resolve.rs`). The
-//! demo data of contract section 6 lives in [`seed`]. All SQL is checked at run time
-//! (`sqlx::query_as`), since no database exists at build time; every database error
-//! goes through [`Error::from_db`](crate::error::Error::from_db) so connection trouble is retried, never reported as
-//! a subscriber's fault.
+//! demo data of contract section 6 lives in [`seed`]. All SQL is checked at run time,
+//! since no database exists at build time. The one statement of the hot path (in
+//! `lookup.rs`) runs on tokio-postgres connections of its own, everything else on the
+//! sqlx pool; the statement's errors go through
+//! [`Error::from_postgres`](crate::error::Error::from_postgres), so connection trouble
+//! is retried, never reported as a subscriber's fault.
 
 mod login;
 mod lookup;
@@ -38,8 +40,8 @@ pub use seed::{seed_demo, DemoData};
 /// that arrive while it runs gather into the next (on the 2-core benchmark machine, one
 /// at a time gave 58.8-63.3 % of the echo ceiling and PostgreSQL 36-42 µs per request;
 /// two at a time 48.4-56.3 % and 57-74 µs). A second, third and fourth are sent only
-/// beside statements that have stalled (see `lookup.rs`). The pool's other connections
-/// serve the health probe.
+/// beside statements that have stalled (see `lookup.rs`), each on a lookup connection
+/// of its own; the sqlx pool serves the migrations and the health probe.
 pub const LOOKUP_CONCURRENCY: usize = 4;
 
 /// How long a request waits for a pooled connection before the attempt counts as
@@ -162,21 +164,33 @@ pub struct Store {
 }
 
 impl Store {
-    /// A store reading `pool`; `crm_token_secret` is `CRM_TOKEN_SECRET`, the HS256 key
+    /// A store reading the database of `database_url` (`DATABASE_URL`), whose migrated
+    /// `pool` [`prepare`] made; `crm_token_secret` is `CRM_TOKEN_SECRET`, the HS256 key
     /// of login tokens in JWT form (without it such tokens are `INVALID_TOKEN`).
     ///
     /// Starts the task that batches the reads of concurrent requests into one
     /// statement (see `lookup.rs`), one at a time unless one stalls, at most
-    /// [`LOOKUP_CONCURRENCY`]; call it inside a Tokio runtime.
-    pub fn new(pool: PgPool, crm_token_secret: Option<Secret>) -> Self {
+    /// [`LOOKUP_CONCURRENCY`], on connections of its own that it opens when it needs
+    /// them; call it inside a Tokio runtime.
+    pub fn new(
+        pool: PgPool,
+        database_url: &str,
+        crm_token_secret: Option<Secret>,
+    ) -> anyhow::Result<Store> {
+        let config = lookup::connection_config(database_url).with_context(|| {
+            format!(
+                "DATABASE_URL {} is not a valid PostgreSQL URL",
+                redact(database_url)
+            )
+        })?;
         let crm_token_key =
             crm_token_secret.map(|secret| DecodingKey::from_secret(secret.expose().as_bytes()));
-        let lookups = lookup::Lookups::start(pool.clone(), LOOKUP_CONCURRENCY);
-        Store {
+        let lookups = lookup::Lookups::start(config, LOOKUP_CONCURRENCY);
+        Ok(Store {
             pool,
             lookups,
             crm_token_key,
-        }
+        })
     }
 
     /// Steps 5 and 6 of the contract's order of checks in one read: checks the login

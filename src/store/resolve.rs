@@ -34,7 +34,7 @@ impl Store {
     /// of the contract: `AUTHENTICATION_FAILED`, `NOT_FOUND`, `NOT_EFFECTIVE`,
     /// `NOT_PROVISIONED_BY_TUCANO`, `SUBSCRIPTION_INACTIVE` or
     /// `AMBIGUOUS_SUBSCRIPTION`. Database errors are classified by
-    /// [`Error::from_db`].
+    /// [`Error::from_postgres`].
     pub async fn resolve(&self, identifier: &Identifier) -> Result<Subscription, Error> {
         let found = self
             .lookups

@@ -152,3 +152,41 @@ async fn concurrent_requests_share_statements_and_each_gets_its_own_answer() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_lookup_connection_the_server_ends_is_replaced() {
+    with_store(|store| async move {
+        let demo = seed_demo(store.pool()).await.unwrap();
+        let identifier =
+            Identifier::Subscription(SubscriptionKey::Number(demo.subscription_number.to_owned()));
+        let expected: Answer = Ok(demo.subscription_number.to_owned());
+        assert_eq!(
+            answer(&store, demo.session_token, &identifier).await,
+            expected
+        );
+
+        // An administrator (or a failover) ends the lookup statement's connection.
+        let ended: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'tucano-auth lookups'",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(ended, vec![true], "one lookup connection, ended");
+
+        // The next lookup may still meet the dead connection: that is connection
+        // trouble, which the handler retries, never an answer about the subscriber.
+        let next = answer(&store, demo.session_token, &identifier).await;
+        assert!(
+            next == expected || next == Err(Code::TemporarilyUnavailable),
+            "{next:?}"
+        );
+        assert_eq!(
+            answer(&store, demo.session_token, &identifier).await,
+            expected,
+            "a new connection serves the lookup"
+        );
+    })
+    .await;
+}
