@@ -13,10 +13,10 @@
 //! request, in the contract's order, in `login.rs` and `resolve.rs`.
 //!
 //! The statement goes through tokio-postgres on connections of its own, prepared once
-//! on each, rather than through the sqlx pool: on the benchmark's data set the same
-//! statement took 140 to 143 µs a round trip instead of 186 to 196, and 38 to 40 µs of
-//! the client's CPU instead of 66 to 72 (one request each, 5,000 statements per client
-//! in alternating rounds; README, Benchmark).
+//! on each, rather than through the sqlx pool: on the benchmark's data set a
+//! one-request statement took 142 to 151 µs a round trip instead of 197 to 200, and
+//! 40 µs of the client's CPU instead of 70 to 76 (5,000 statements per client in
+//! alternating rounds; README, Benchmark).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
