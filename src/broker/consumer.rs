@@ -319,16 +319,17 @@ async fn session<S: Service>(
         // and hand those requests out again (rabbitmq/rabbitmq-server#10327, open): the
         // SIGTERM test saw 11 answered requests answered a second time by the next
         // worker. An ack has no reply to wait for, so give the last ones time to be
-        // applied, then close the channels before the connection (which also spares
-        // lapin's "invalid channel state" error at every shutdown).
+        // applied, then close every channel, the publisher's too, before the
+        // connection: lapin logs an "invalid channel state" ERROR at every shutdown
+        // for a channel still open when the connection closes.
         tokio::time::sleep(ACK_SETTLE).await;
-        for channel in [&interactive_channel, &batch_channel] {
+        for channel in [&interactive_channel, &batch_channel, &context.publisher] {
             match tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "bye".into())).await {
                 Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::warn!(error = %err, "cannot close a consumer channel"),
+                Ok(Err(err)) => tracing::warn!(error = %err, "cannot close a channel"),
                 Err(_) => tracing::warn!(
                     timeout_s = CLOSE_TIMEOUT.as_secs(),
-                    "RabbitMQ did not confirm closing a consumer channel"
+                    "RabbitMQ did not confirm closing a channel"
                 ),
             }
         }
