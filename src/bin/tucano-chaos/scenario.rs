@@ -146,17 +146,22 @@ async fn wait_consuming(url: &str, queue: &str) -> anyhow::Result<()> {
     loop {
         if let Ok(connection) = Connection::connect(url, Default::default()).await {
             let ready = match connection.create_channel().await {
-                Ok(channel) => channel
-                    .queue_declare(
-                        queue.into(),
-                        QueueDeclareOptions {
-                            passive: true,
-                            ..QueueDeclareOptions::default()
-                        },
-                        FieldTable::default(),
-                    )
-                    .await
-                    .is_ok_and(|q| q.consumer_count() > 0),
+                Ok(channel) => {
+                    let ready = channel
+                        .queue_declare(
+                            queue.into(),
+                            QueueDeclareOptions {
+                                passive: true,
+                                ..QueueDeclareOptions::default()
+                            },
+                            FieldTable::default(),
+                        )
+                        .await
+                        .is_ok_and(|q| q.consumer_count() > 0);
+                    // Closed before its connection, or lapin logs an ERROR.
+                    let _ = channel.close(200, "ok".into()).await;
+                    ready
+                }
                 Err(_) => false,
             };
             let _ = connection.close(200, "ok".into()).await;
@@ -259,6 +264,13 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
     let names = Names::new(&prefix);
     let replies = format!("{prefix}.replies");
     let log = std::env::temp_dir().join(format!("{prefix}.log"));
+    // The worker declares the same topology at startup. Declared first, the queue the
+    // wait below polls exists: a passive declare of a missing queue closes its
+    // channel, which lapin logs as an ERROR on every poll.
+    let connection = Connection::connect(&args.amqp_url, Default::default()).await?;
+    tucano_auth::broker::declare(&connection, &names, tucano_auth::config::QueueType::Quorum)
+        .await?;
+    let _ = connection.close(200, "declared".into()).await;
     let mut worker = start_worker(args, &prefix, &log)?;
     wait_consuming(&args.amqp_url, &names.interactive).await?;
     declare_replies(&args.amqp_url, &replies).await?;
