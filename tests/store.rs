@@ -276,3 +276,31 @@ async fn prepare_failure_names_the_url_without_its_password() {
     );
     assert!(!shown.contains("hunter2"), "{shown}");
 }
+
+#[tokio::test]
+async fn a_url_the_lookup_client_refuses_stops_prepare_before_it_creates_anything() {
+    // sqlx takes this parameter; the lookup statement's client does not.
+    let name = format!("tucano_auth_test_{}", Uuid::new_v4().simple());
+    let url = format!("{SERVER}/{name}?statement-cache-capacity=10");
+    let err = timeout(TIMEOUT, prepare(&url, 1))
+        .await
+        .unwrap()
+        .unwrap_err();
+    let shown = format!("{err:#}");
+    assert!(shown.contains("DATABASE_URL"), "{shown}");
+    assert!(shown.contains("statement-cache-capacity"), "{shown}");
+    let admin = PgPool::connect(&format!("{SERVER}/postgres"))
+        .await
+        .unwrap();
+    let created: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    admin.close().await;
+    if created {
+        drop_database(&name).await;
+    }
+    assert!(!created, "no database created for a refused URL");
+}

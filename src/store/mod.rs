@@ -56,6 +56,8 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn prepare(database_url: &str, pool_size: u32) -> anyhow::Result<PgPool> {
     let shown = redact(database_url);
     anyhow::ensure!(pool_size > 0, "the database pool size must be at least 1");
+    // Before anything is created: the lookup connections read the URL too.
+    lookup_config(database_url)?;
 
     let exists = Postgres::database_exists(database_url)
         .await
@@ -105,6 +107,17 @@ pub async fn prepare(database_url: &str, pool_size: u32) -> anyhow::Result<PgPoo
         )
     })?;
     Ok(pool)
+}
+
+/// The lookup connections' settings from `database_url`; tokio-postgres refuses some
+/// parameters sqlx takes (`statement-cache-capacity`, for one).
+fn lookup_config(database_url: &str) -> anyhow::Result<tokio_postgres::Config> {
+    lookup::connection_config(database_url).with_context(|| {
+        format!(
+            "DATABASE_URL {} is not a valid PostgreSQL URL",
+            redact(database_url)
+        )
+    })
 }
 
 /// Whether `CREATE DATABASE` lost a race against another creator.
@@ -177,12 +190,7 @@ impl Store {
         database_url: &str,
         crm_token_secret: Option<Secret>,
     ) -> anyhow::Result<Store> {
-        let config = lookup::connection_config(database_url).with_context(|| {
-            format!(
-                "DATABASE_URL {} is not a valid PostgreSQL URL",
-                redact(database_url)
-            )
-        })?;
+        let config = lookup_config(database_url)?;
         let crm_token_key =
             crm_token_secret.map(|secret| DecodingKey::from_secret(secret.expose().as_bytes()));
         let lookups = lookup::Lookups::start(config, LOOKUP_CONCURRENCY);
