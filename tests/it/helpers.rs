@@ -193,17 +193,7 @@ impl TestWorker {
     pub async fn declare_queue(&self, suffix: &str, bind_key: Option<&str>) -> String {
         let name = format!("{}.{}", self.prefix, suffix);
         let channel = self.conn.create_channel().await.expect("channel");
-        channel
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare");
+        declare_durable(&channel, &name).await;
         if let Some(key) = bind_key {
             channel
                 .queue_bind(
@@ -242,23 +232,9 @@ impl Client {
         loop {
             let mut ready = true;
             for queue in [&self.names.interactive, &self.names.batch] {
-                let channel = self.conn.create_channel().await.expect("channel");
-                match channel
-                    .queue_declare(
-                        queue.as_str().into(),
-                        QueueDeclareOptions {
-                            passive: true,
-                            ..QueueDeclareOptions::default()
-                        },
-                        FieldTable::default(),
-                    )
+                ready &= depth(&self.conn, queue)
                     .await
-                {
-                    Ok(q) if q.consumer_count() > 0 => {
-                        let _ = channel.close(200, "ok".into()).await;
-                    }
-                    _ => ready = false,
-                }
+                    .is_some_and(|(_, consumers)| consumers > 0);
             }
             if ready {
                 return;
@@ -525,6 +501,21 @@ pub fn start_binary(
     command.spawn().expect("start the binary")
 }
 
+/// Declares the durable (classic) queue `name`, as a client's reply queue.
+pub async fn declare_durable(channel: &lapin::Channel, name: &str) {
+    channel
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("declare {name}: {err}"));
+}
+
 /// Messages ready in `queue` and its consumers; `None` while it does not exist.
 pub async fn depth(conn: &Connection, queue: &str) -> Option<(u32, u32)> {
     let channel = conn.create_channel().await.expect("channel");
@@ -601,17 +592,7 @@ impl BinaryRun {
             .expect("conn");
         let replies = format!("{prefix}.replies");
         let channel = conn.create_channel().await.expect("channel");
-        channel
-            .queue_declare(
-                replies.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare replies");
+        declare_durable(&channel, &replies).await;
         channel
             .confirm_select(lapin::options::ConfirmSelectOptions::default())
             .await

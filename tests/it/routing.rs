@@ -201,17 +201,8 @@ async fn a_queue_declared_with_other_arguments_stops_startup_naming_it() {
         .expect("conn");
     let channel = conn.create_channel().await.expect("channel");
     let interactive = format!("{name}.authenticate");
-    channel
-        .queue_declare(
-            interactive.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare classic without arguments");
+    // Classic, without the worker's arguments.
+    crate::helpers::declare_durable(&channel, &interactive).await;
     let db_url = format!("{}/{name}", crate::helpers::PG_SERVER);
     let settings = crate::helpers::settings(&name, &db_url);
     let result = tokio::time::timeout(
