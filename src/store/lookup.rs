@@ -150,22 +150,23 @@ struct Flat {
 impl TryFrom<Row> for Flat {
     type Error = tokio_postgres::Error;
 
-    /// By position, in the order of the statement's select list.
+    /// By column name, as sqlx's `FromRow` read it: a reordered select list cannot
+    /// swap two fields of the same type.
     fn try_from(row: Row) -> Result<Flat, tokio_postgres::Error> {
         Ok(Flat {
-            ord: row.try_get(0)?,
-            released_at: row.try_get(1)?,
-            expires_at: row.try_get(2)?,
-            user_state: row.try_get(3)?,
-            entity_found: row.try_get(4)?,
-            state: row.try_get(5)?,
-            pass_code_hash: row.try_get(6)?,
-            type_found: row.try_get(7)?,
-            total: row.try_get(8)?,
-            id: row.try_get(9)?,
-            number: row.try_get(10)?,
-            life_cycle_state: row.try_get(11)?,
-            provisioning_provider: row.try_get(12)?,
+            ord: row.try_get("ord")?,
+            released_at: row.try_get("released_at")?,
+            expires_at: row.try_get("expires_at")?,
+            user_state: row.try_get("user_state")?,
+            entity_found: row.try_get("entity_found")?,
+            state: row.try_get("state")?,
+            pass_code_hash: row.try_get("pass_code_hash")?,
+            type_found: row.try_get("type_found")?,
+            total: row.try_get("total")?,
+            id: row.try_get("id")?,
+            number: row.try_get("number")?,
+            life_cycle_state: row.try_get("life_cycle_state")?,
+            provisioning_provider: row.try_get("provisioning_provider")?,
         })
     }
 }
