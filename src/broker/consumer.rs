@@ -119,6 +119,10 @@ impl ServiceTimes {
     }
 }
 
+/// The message of the log line that reports [`ServiceTimes`] on SIGUSR1, followed by
+/// its fields `requests`, `p50_us`, `p99_us`, `p999_us` and `max_us`.
+pub const SERVICE_REPORT: &str = "service times since the last report";
+
 /// Logs the service times on each SIGUSR1, until the task is aborted.
 async fn report_on_sigusr1(stats: Arc<Stats>) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -137,7 +141,7 @@ async fn report_on_sigusr1(stats: Arc<Stats>) {
             p99_us = report.p99,
             p999_us = report.p999,
             max_us = report.max,
-            "service times since the last report (delivery to reply handed to the broker connection)"
+            "{SERVICE_REPORT} (delivery to reply handed to the broker connection)"
         );
     }
 }

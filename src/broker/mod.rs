@@ -11,7 +11,7 @@ use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 
-pub use consumer::{serve, ServiceReport, ServiceTimes, Stats};
+pub use consumer::{serve, ServiceReport, ServiceTimes, Stats, SERVICE_REPORT};
 pub use topology::{declare, delete, Names, TopologyError};
 
 /// Opens a connection, naming the connection after the binary and `role`.

@@ -14,10 +14,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tokio::time::Instant;
-use tucano_auth::broker::ServiceReport;
-
-/// The message of the report a process logs on SIGUSR1.
-const SERVICE_REPORT: &str = "service times since the last report";
+use tucano_auth::broker::{ServiceReport, SERVICE_REPORT};
 
 /// A child process of the bench: the worker or the echo.
 pub struct Proc {
