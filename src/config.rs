@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::secret::Secret;
+use crate::token::MIN_SECRET_BYTES;
 
 /// The demo JWT secret `serve --demo` falls back to, loudly, when none is configured.
 pub const DEMO_JWT_SECRET: &str = "tucano-auth-demo-secret-do-not-use-in-production";
@@ -209,6 +210,16 @@ impl Settings {
                 "TUCANO_JWT_SECRET is not set: set it (at least 32 bytes) or TUCANO_JWT_SECRET_FILE, or run `serve --demo`"
             ),
         };
+        let crm_token_secret = match &serve.crm_token_secret {
+            Some(secret) if secret.len() < MIN_SECRET_BYTES => bail!(
+                "CRM_TOKEN_SECRET is {} bytes; it must be at least {MIN_SECRET_BYTES} \
+                 (HS256 keys shorter than the hash are guessable), or unset to refuse CRM login \
+                 tokens in JWT form",
+                secret.len()
+            ),
+            Some(secret) => Some(Secret::new(secret.clone())),
+            None => None,
+        };
         if serve.prefetch == 0 || serve.batch_prefetch == 0 {
             bail!("TUCANO_PREFETCH and TUCANO_BATCH_PREFETCH must be at least 1");
         }
@@ -238,7 +249,7 @@ impl Settings {
             jwt_secret,
             jwt_ttl_seconds: serve.jwt_ttl_seconds,
             apip: serve.apip.clone(),
-            crm_token_secret: serve.crm_token_secret.clone().map(Secret::new),
+            crm_token_secret,
             queue_type: serve.queue_type,
             reply_to_allow,
             prefetch: serve.prefetch,

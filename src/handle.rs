@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::error::{Code, Error};
 use crate::health::DbHealth;
+use crate::reply_to::ReplyPolicy;
 use crate::request::{self, Request};
 use crate::schema::Schemas;
 use crate::store::Store;
@@ -30,6 +31,10 @@ pub struct Incoming<'a> {
     pub content_type: Option<&'a str>,
     /// The body.
     pub body: &'a [u8],
+    /// The properties the broker connection had to repair before they could be read
+    /// (comma-separated names, see [`crate::broker::sanitize`]): the message is not
+    /// the one its producer sent, so it is refused.
+    pub repaired: Option<&'a str>,
 }
 
 /// Where a reply goes.
@@ -125,7 +130,7 @@ struct Inner {
     schemas: Schemas,
     store: Store,
     signer: Signer,
-    reply_to_allow: Vec<String>,
+    reply_policy: ReplyPolicy,
     retry_budget: Duration,
     health: DbHealth,
 }
@@ -136,7 +141,7 @@ impl Handler {
         schemas: Schemas,
         store: Store,
         signer: Signer,
-        reply_to_allow: Vec<String>,
+        reply_policy: ReplyPolicy,
         retry_budget: Duration,
     ) -> Handler {
         let health = DbHealth::new(store.pool().clone());
@@ -146,22 +151,31 @@ impl Handler {
                 schemas,
                 store,
                 signer,
-                reply_to_allow,
+                reply_policy,
                 retry_budget,
             }),
         }
     }
 
-    /// Handles one request: step 1 (the allow-list) here, steps 2 to 7 in
-    /// [`Handler::authenticate`].
+    /// Handles one request: step 1 (where the reply goes) and the properties here,
+    /// the rest of step 2 and steps 3 to 7 in [`Handler::authenticate`].
     pub async fn handle(&self, incoming: Incoming<'_>) -> Outcome {
+        let repaired = incoming.repaired.filter(|list| !list.is_empty());
         let route = match incoming.reply_to {
             None | Some("") => None,
-            Some(name) if self.allows(name) => Some(Route::ReplyTo(name.to_owned())),
+            // A repaired reply_to is not the address its producer wrote.
+            Some(name)
+                if self.allows(name) && !repaired.is_some_and(|r| r.contains("reply_to")) =>
+            {
+                Some(Route::ReplyTo(name.to_owned()))
+            }
             Some(name) => {
                 return Outcome::from_result(None, Err(Error::ReplyToNotAllowed(name.to_owned())));
             }
         };
+        if let Some(list) = repaired {
+            return Outcome::from_result(route, Err(repaired_properties(list)));
+        }
         let result = self
             .authenticate(incoming.content_type, incoming.body)
             .await;
@@ -170,10 +184,7 @@ impl Handler {
 
     /// Whether replies may be sent to `reply_to`.
     pub fn allows(&self, reply_to: &str) -> bool {
-        self.inner
-            .reply_to_allow
-            .iter()
-            .any(|prefix| reply_to.starts_with(prefix.as_str()))
+        self.inner.reply_policy.allows(reply_to)
     }
 
     /// Steps 2 to 7: decode, check the login token, resolve, sign. Retries an
@@ -223,6 +234,32 @@ impl Handler {
             jwt,
         })
     }
+}
+
+/// Step 2 for a message whose properties could not be read as sent: names them (only
+/// the property names the sanitizer writes, nothing of the producer's).
+fn repaired_properties(list: &str) -> Error {
+    if list == "body" {
+        return Error::InvalidRequest(format!(
+            "the body is over the limit of {} bytes",
+            request::MAX_BODY
+        ));
+    }
+    let names: Vec<&str> = list
+        .split(',')
+        .filter(|name| {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        })
+        .collect();
+    Error::InvalidRequest(format!(
+        "the message's AMQP properties are malformed (a string that is not UTF-8, or \
+         headers nested too deep or not parseable): {}",
+        if names.is_empty() {
+            "properties".to_owned()
+        } else {
+            names.join(", ")
+        }
+    ))
 }
 
 impl Outcome {

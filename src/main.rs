@@ -32,13 +32,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let code = match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(2)
         }
-    }
+    };
+    // Whatever is still running (a broker call that never answered) does not hold the
+    // exit: SIGTERM must end the process within the grace period and a few seconds.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    code
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {

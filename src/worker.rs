@@ -9,6 +9,7 @@ use anyhow::Context;
 use crate::broker::{self, Stats};
 use crate::config::Settings;
 use crate::handle::Handler;
+use crate::reply_to::ReplyPolicy;
 use crate::schema::Schemas;
 use crate::store::{self, Store};
 use crate::token::Signer;
@@ -43,7 +44,7 @@ pub async fn run(
         schemas,
         store.clone(),
         signer,
-        settings.reply_to_allow.clone(),
+        ReplyPolicy::new(settings.reply_to_allow.clone(), &settings.queue_prefix),
         settings.db_retry_budget,
     );
     let served = broker::serve(&settings, Arc::new(handler), stats, shutdown).await;

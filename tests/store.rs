@@ -271,7 +271,7 @@ async fn prepare_failure_names_the_url_without_its_password() {
     .unwrap_err();
     let shown = format!("{err:#}");
     assert!(
-        shown.contains("postgres://app:***@127.0.0.1:1/tucano"),
+        shown.contains("postgres://app@127.0.0.1:1/tucano (password hidden)"),
         "{shown}"
     );
     assert!(!shown.contains("hunter2"), "{shown}");

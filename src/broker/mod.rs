@@ -3,22 +3,115 @@
 //! each delivery to [`crate::handle::Handler`] and publishes what comes back.
 
 mod consumer;
+mod delivery;
+mod replies;
+pub mod sanitize;
+mod stats;
 mod topology;
+pub mod transport;
 
+use std::future::Future;
 use std::time::Duration;
 
 use lapin::options::BasicConsumeOptions;
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, Consumer};
+use lapin::uri::{AMQPScheme, AMQPUri};
+use lapin::{Channel, Connect, Connection, ConnectionProperties, Consumer};
 
-pub use consumer::{serve, ServiceReport, ServiceTimes, Stats, SERVICE_REPORT};
+pub use consumer::{serve, SHUTDOWN_SLACK};
+pub use stats::{ServiceReport, ServiceTimes, Stats, SERVICE_REPORT};
 pub use topology::{declare, delete, Names, TopologyError};
 
-/// Opens a connection, naming the connection after the binary and `role`.
+/// How long connecting (TCP, login, tuning) may take before it counts as failed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the worker waits for RabbitMQ to confirm closing a channel or connection.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one step of setting up a channel (open, qos, consume, declare) may take.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a connection, naming the connection after the binary and `role`. Its frames
+/// pass through the [`sanitize::Sanitizer`], so no message can break lapin's parser.
+/// Gives up after [`CONNECT_TIMEOUT`].
 pub async fn connect(url: &str, role: &str) -> Result<Connection, lapin::Error> {
+    open(url, role, None).await
+}
+
+/// [`connect`], dropping the body of any message over `body_limit` bytes as it
+/// arrives (the worker's request connection: see [`sanitize`]).
+pub async fn open(
+    url: &str,
+    role: &str,
+    body_limit: Option<u64>,
+) -> Result<Connection, lapin::Error> {
+    let uri = parse_url(url)?;
     let properties =
         ConnectionProperties::default().with_connection_name(format!("tucano-auth {role}").into());
-    Connection::connect(url, properties).await
+    let shown = endpoint(&uri);
+    let connecting = uri.connect_with_config(
+        properties,
+        OwnedTLSConfig::default(),
+        transport::runtime(body_limit),
+    );
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(result) => result,
+        Err(_) => Err(error(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no answer from {shown} within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
+
+/// Parses `AMQP_URL`. TLS is not built into this worker, so an `amqps://` URL is an
+/// error rather than a plain-text connection.
+pub fn parse_url(url: &str) -> Result<AMQPUri, lapin::Error> {
+    let uri: AMQPUri = url.parse().map_err(|err: String| {
+        error(
+            std::io::ErrorKind::InvalidInput,
+            format!("AMQP_URL is not a valid URL: {err}"),
+        )
+    })?;
+    if uri.scheme == AMQPScheme::AMQPS {
+        return Err(error(
+            std::io::ErrorKind::Unsupported,
+            "AMQP_URL asks for TLS (amqps://), which this build of tucano-auth does not \
+             support; it never falls back to plain text"
+                .to_owned(),
+        ));
+    }
+    Ok(uri)
+}
+
+/// `host:port` of a broker URL, for messages: never its credentials.
+pub fn endpoint(uri: &AMQPUri) -> String {
+    format!("{}:{}", uri.authority.host, uri.authority.port)
+}
+
+/// Runs one step of talking to the broker, giving up after [`STEP_TIMEOUT`].
+pub async fn step<T>(
+    what: &str,
+    future: impl Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, lapin::Error> {
+    match tokio::time::timeout(STEP_TIMEOUT, future).await {
+        Ok(result) => result,
+        Err(_) => Err(error(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "RabbitMQ did not answer {what} within {} s",
+                STEP_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
+
+/// A lapin error of our own making (lapin's constructor for them is private).
+fn error(kind: std::io::ErrorKind, message: String) -> lapin::Error {
+    std::io::Error::new(kind, message).into()
 }
 
 /// Consumes `queue` without acks: replies read by a client, such as the direct

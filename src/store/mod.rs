@@ -126,36 +126,63 @@ fn is_duplicate_database(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("42P04" | "23505")))
 }
 
-/// The URL with its password (in the user-info part or a `password=` parameter)
-/// replaced by `***`, fit for logs and error messages.
+/// What `url` (a PostgreSQL URL or key=value connection string) connects to, fit for
+/// logs and error messages: `user@host:port/database`, parsed by a real parser and
+/// rebuilt from its parts, so no password can come through however it is written
+/// (a `password=` parameter, user info with `/`, `#` or `?` in it). What neither
+/// tokio-postgres nor sqlx can parse is not shown at all.
 pub fn redact(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (format!("{scheme}://"), rest),
-        None => (String::new(), url),
+    if let Ok(config) = tokio_postgres::Config::from_str(url) {
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .map(|host| match host {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+        return shown(
+            config.get_user(),
+            &hosts.join(","),
+            &ports.join(","),
+            config.get_dbname(),
+            config.get_password().is_some(),
+        );
+    }
+    if let Ok(options) = PgConnectOptions::from_str(url) {
+        return shown(
+            Some(options.get_username()),
+            options.get_host(),
+            &options.get_port().to_string(),
+            options.get_database(),
+            false,
+        );
+    }
+    "(DATABASE_URL not shown: it does not parse as a PostgreSQL URL or connection string)"
+        .to_owned()
+}
+
+fn shown(
+    user: Option<&str>,
+    host: &str,
+    port: &str,
+    database: Option<&str>,
+    has_password: bool,
+) -> String {
+    let user = user.map(|user| format!("{user}@")).unwrap_or_default();
+    let port = if port.is_empty() {
+        String::new()
+    } else {
+        format!(":{port}")
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user_info, host)) => match user_info.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => format!("{user_info}@{host}"),
-        },
-        None => authority.to_owned(),
+    let database = database.unwrap_or_default();
+    let password = if has_password {
+        " (password hidden)"
+    } else {
+        ""
     };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    format!("{scheme}{authority}{tail}")
+    format!("postgres://{user}{host}{port}/{database}{password}")
 }
 
 /// The subscription a request resolved to.
@@ -258,15 +285,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redact_masks_the_password_in_user_info_and_parameters() {
-        assert_eq!(
-            redact("postgres://app:s3cr:et@db.example:5432/tucano?password=x&sslmode=require"),
-            "postgres://app:***@db.example:5432/tucano?password=***&sslmode=require"
-        );
-        assert_eq!(
-            redact("postgres://postgres@127.0.0.1:5432/tucano_auth"),
-            "postgres://postgres@127.0.0.1:5432/tucano_auth"
-        );
+    fn redact_never_shows_a_password_however_it_is_written() {
+        for (url, expected) in [
+            (
+                "postgres://app:s3cr:et@db.example:5432/tucano?password=SECRETX&sslmode=require",
+                "postgres://app@db.example:5432/tucano (password hidden)",
+            ),
+            (
+                "host=db.example password=SECRETX port=5433 user=app dbname=tucano",
+                "postgres://app@db.example:5433/tucano (password hidden)",
+            ),
+            (
+                "host=db.example password=SECRETX port=bogus",
+                "(DATABASE_URL not shown: it does not parse as a PostgreSQL URL or connection string)",
+            ),
+            (
+                "postgres://app:SECRETX@db.example:5432/tucano?statement-cache-capacity=1",
+                "postgres://app@db.example:5432/tucano",
+            ),
+            (
+                "postgres://postgres@127.0.0.1:5432/tucano_auth",
+                "postgres://postgres@127.0.0.1:5432/tucano_auth",
+            ),
+        ] {
+            assert_eq!(redact(url), expected, "{url}");
+        }
+        for url in [
+            "postgres://u:SE/CR#E?TX@127.0.0.1:1/x",
+            "postgres://u:SECRETX@127.0.0.1:1/x#frag",
+            "postgresql://u:SECRETX@[::1]:5432/x",
+        ] {
+            assert!(!redact(url).contains("SE"), "{url} -> {}", redact(url));
+        }
     }
 
     #[test]

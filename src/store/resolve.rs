@@ -170,8 +170,9 @@ async fn check_credential(
     row: Option<EntityRow>,
 ) -> Result<Subscription, Error> {
     let shown = match credential {
-        Credential::AuthenticationCode(code) => {
-            format!("{} with authentication code {code}", holder.name())
+        // An authentication code is a credential: it is never echoed.
+        Credential::AuthenticationCode(_) => {
+            format!("{} with the given authentication code", holder.name())
         }
         Credential::Identifier {
             identifier,

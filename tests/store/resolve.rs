@@ -332,14 +332,14 @@ async fn unknown_or_not_effective_access_token_and_medium_are_refused() {
             refusal(&store, token(code("AC404"), None)).await,
             (
                 Code::NotFound,
-                "access token with authentication code AC404 not found".to_owned()
+                "access token with the given authentication code not found".to_owned()
             )
         );
         assert_eq!(
             refusal(&store, Identifier::Medium(code("CM404"))).await,
             (
                 Code::NotFound,
-                "customer identification medium with authentication code CM404 not found"
+                "customer identification medium with the given authentication code not found"
                     .to_owned()
             )
         );
@@ -425,7 +425,7 @@ async fn unknown_subscription_type_and_a_type_without_subscription_are_not_found
             refusal(&store, token(code("AC1"), unused)).await,
             (
                 Code::NotFound,
-                "access token with authentication code AC1 leads to no active Tucano subscription \
+                "access token with the given authentication code leads to no active Tucano subscription \
                  of subscription type with name Unused"
                     .to_owned()
             )
@@ -454,7 +454,7 @@ async fn account_whose_only_tucano_subscription_is_cancelled_is_not_found() {
             refusal(&store, token(code("AC1"), None)).await,
             (
                 Code::NotFound,
-                "access token with authentication code AC1 leads to no active Tucano subscription"
+                "access token with the given authentication code leads to no active Tucano subscription"
                     .to_owned()
             )
         );

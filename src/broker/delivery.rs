@@ -1,0 +1,180 @@
+//! One delivery, from the consume loop to its ack: hand it to the [`Service`], publish
+//! the reply, and ack the request once the broker confirmed the reply; hand it back to
+//! the queue when the reply cannot be published.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::BasicProperties;
+
+use super::replies::{Message, Published, Replies};
+use super::sanitize::REPAIRED_HEADER;
+use super::stats::Stats;
+use crate::error::Error;
+use crate::handle::{Incoming, Outcome, Route, Service};
+use crate::reply_to::is_direct;
+
+/// What every delivery task shares.
+pub(super) struct Context<S> {
+    pub handler: Arc<S>,
+    pub replies: Arc<Replies>,
+    pub results: String,
+    pub stats: Arc<Stats>,
+    pub classic: bool,
+}
+
+impl<S: Service> Context<S> {
+    /// Answers one delivery, then acks it once the reply is confirmed.
+    pub async fn process(&self, delivery: Delivery) {
+        let started = Instant::now();
+        let properties = &delivery.properties;
+        let reply_to = properties.reply_to().as_ref().map(|s| s.as_str());
+        let repaired = repaired(properties.headers().as_ref());
+        let incoming = Incoming {
+            reply_to,
+            content_type: properties.content_type().as_ref().map(|s| s.as_str()),
+            body: &delivery.data,
+            repaired,
+        };
+        let outcome = match AssertUnwindSafe(self.handler.handle(incoming))
+            .catch_unwind()
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::error!("a request's handling panicked; answering INTERNAL_ERROR");
+                let route = reply_to
+                    .filter(|name| repaired.is_none() && self.handler.allows(name))
+                    .map(|name| Route::ReplyTo(name.to_owned()));
+                Outcome::from_result(
+                    route,
+                    Err(Error::Internal(anyhow::anyhow!("the handler panicked"))),
+                )
+            }
+        };
+        let correlation_id = properties
+            .correlation_id()
+            .clone()
+            .or_else(|| properties.message_id().clone());
+        tracing::debug!(
+            code = %outcome.code,
+            correlation_id = correlation_id.as_ref().map(|c| c.as_str()),
+            "answered"
+        );
+        let mut published = self
+            .publish(&outcome, correlation_id.clone(), started)
+            .await;
+        if let (Published::Refused(err), Route::ReplyTo(name)) = (&published, &outcome.route) {
+            if is_direct(name) {
+                // Published alone, this direct reply-to address still broke the
+                // channel: RabbitMQ did not issue it. Refused the way a malformed one is.
+                tracing::warn!(reply_to = ?name, error = %err, "RabbitMQ cannot deliver to this direct reply-to address; answering REPLY_TO_NOT_ALLOWED");
+                let refusal =
+                    Outcome::from_result(None, Err(Error::ReplyToNotAllowed(name.clone())));
+                published = self.publish(&refusal, correlation_id, started).await;
+            }
+        }
+        match published {
+            Published::Confirmed { returned } => {
+                if let Some((reply_code, routing_key)) = returned {
+                    self.stats.returned.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        reply_to = ?routing_key,
+                        reply_code,
+                        "reply returned unroutable; not retried"
+                    );
+                }
+                match delivery.acker.ack(BasicAckOptions::default()).await {
+                    Ok(_) => {
+                        self.stats.answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot ack an answered request; the broker will redeliver it");
+                    }
+                }
+            }
+            Published::Nacked => {
+                tracing::warn!("the broker refused a reply; the request goes back to the queue");
+                self.give_back(&delivery).await;
+            }
+            Published::Refused(err) | Published::Unavailable(err) => {
+                tracing::warn!(error = %err, "cannot publish a reply; the request goes back to the queue");
+                self.give_back(&delivery).await;
+            }
+        }
+    }
+
+    /// Publishes a reply and waits for the broker's confirm; records the service time
+    /// of a request that began at `started` once the reply is handed to the broker.
+    async fn publish(
+        &self,
+        outcome: &Outcome,
+        correlation_id: Option<ShortString>,
+        started: Instant,
+    ) -> Published {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-status-code".into(),
+            AMQPValue::LongString(outcome.code.as_str().into()),
+        );
+        let mut properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_headers(headers);
+        if let Some(id) = correlation_id {
+            properties = properties.with_correlation_id(id);
+        }
+        // A direct reply-to address is neither persistent nor published mandatory: the
+        // broker (3.x) returns such a reply as NO_ROUTE even when it delivered it.
+        let (exchange, routing_key, mandatory) = match &outcome.route {
+            Route::ReplyTo(queue) if is_direct(queue) => ("", queue.as_str(), false),
+            Route::ReplyTo(queue) => ("", queue.as_str(), true),
+            Route::Results(key) => (self.results.as_str(), *key, false),
+        };
+        if !is_direct(routing_key) {
+            properties = properties.with_delivery_mode(2);
+        }
+        let message = Message {
+            exchange,
+            routing_key,
+            mandatory,
+            body: &outcome.body,
+            properties,
+        };
+        self.stats.service.record(started.elapsed());
+        self.replies.publish(&message).await
+    }
+
+    /// Hands a request back to the broker after its reply could not be published.
+    /// Quorum queues count deliveries and dead-letter past the limit; a classic queue
+    /// does not, so an already redelivered request is dead-lettered there at once.
+    async fn give_back(&self, delivery: &Delivery) {
+        self.stats.requeued.fetch_add(1, Ordering::Relaxed);
+        let requeue = !(self.classic && delivery.redelivered);
+        if let Err(err) = delivery
+            .acker
+            .nack(BasicNackOptions {
+                requeue,
+                ..BasicNackOptions::default()
+            })
+            .await
+        {
+            tracing::warn!(error = %err, "cannot nack; the broker will redeliver the request");
+        }
+    }
+}
+
+/// The properties the connection's sanitizer repaired, from its marker header.
+fn repaired(headers: Option<&FieldTable>) -> Option<&str> {
+    match headers?.inner().get(REPAIRED_HEADER)? {
+        AMQPValue::LongString(list) => {
+            Some(std::str::from_utf8(list.as_bytes()).unwrap_or("properties"))
+        }
+        _ => Some("properties"),
+    }
+}
