@@ -261,3 +261,31 @@ impl Settings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(args: &[&str]) -> anyhow::Result<Settings> {
+        let cli = Cli::try_parse_from([&["tucano-auth", "serve", "--demo"], args].concat())?;
+        match &cli.command {
+            Command::Serve(serve) => Settings::from_serve(&cli.common, serve),
+            _ => unreachable!("parsed serve"),
+        }
+    }
+
+    #[test]
+    fn a_crm_token_secret_shorter_than_32_bytes_is_refused_by_name() {
+        let err = settings(&["--crm-token-secret", "Q7x-tiny"])
+            .err()
+            .expect("refused");
+        let shown = format!("{err:#}");
+        assert!(shown.contains("CRM_TOKEN_SECRET"), "{shown}");
+        assert!(
+            !shown.contains("Q7x-tiny"),
+            "the secret is not echoed: {shown}"
+        );
+        assert!(settings(&["--crm-token-secret", &"k".repeat(32)]).is_ok());
+        assert!(settings(&[]).is_ok_and(|s| s.crm_token_secret.is_none()));
+    }
+}
