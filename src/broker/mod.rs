@@ -12,7 +12,9 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 
 pub use consumer::{serve, ServiceReport, ServiceTimes, Stats, SERVICE_REPORT};
-pub use topology::{declare, delete, Names, TopologyError};
+pub use topology::{
+    dead_letter_queue_arguments, declare, delete, request_queue_arguments, Names, TopologyError,
+};
 
 /// Opens a connection, naming the connection after the binary and `role`.
 pub async fn connect(url: &str, role: &str) -> Result<Connection, lapin::Error> {
