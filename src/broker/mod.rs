@@ -21,7 +21,9 @@ use lapin::{Channel, Connect, Connection, ConnectionProperties, Consumer};
 
 pub use consumer::{serve, SHUTDOWN_SLACK};
 pub use stats::{ServiceReport, ServiceTimes, Stats, SERVICE_REPORT};
-pub use topology::{declare, delete, Names, TopologyError};
+pub use topology::{
+    dead_letter_queue_arguments, declare, delete, request_queue_arguments, Names, TopologyError,
+};
 
 /// How long connecting (TCP, login, tuning) may take before it counts as failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

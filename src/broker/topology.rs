@@ -68,6 +68,16 @@ pub fn request_queue_arguments(names: &Names, queue_type: QueueType) -> FieldTab
     args
 }
 
+/// The arguments of the dead-letter queue: its type only (it dead-letters nowhere).
+pub fn dead_letter_queue_arguments(queue_type: QueueType) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(queue_type.as_str().into()),
+    );
+    args
+}
+
 /// Declares every exchange and queue of section 2. Each declaration uses a channel of
 /// its own, since a refused one closes its channel.
 pub async fn declare(
@@ -97,16 +107,11 @@ pub async fn declare(
         durable_exchange,
     )
     .await?;
-    let mut dead_letter_args = FieldTable::default();
-    dead_letter_args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString(queue_type.as_str().into()),
-    );
     queue(
         connection,
         &names.dead_letter,
         durable_queue,
-        dead_letter_args,
+        dead_letter_queue_arguments(queue_type),
     )
     .await?;
     let channel = connection

@@ -1,6 +1,8 @@
 //! Integration tests against the real RabbitMQ and PostgreSQL. Each test runs its own
 //! worker on its own database and queue prefix, so tests run in parallel.
 
+mod asyncapi;
+mod broker_view;
 mod call;
 mod codes;
 mod faults;
