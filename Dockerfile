@@ -6,7 +6,10 @@ COPY src ./src
 COPY schemas ./schemas
 COPY migrations ./migrations
 COPY README.md ./
-RUN cargo build --release --locked --bin tucano-auth
+# The workspace's other members (benchmark, chaos tool): cargo reads their manifests
+# even when it builds only the product.
+COPY tools ./tools
+RUN cargo build --release --locked -p tucano-auth --bin tucano-auth
 
 # Run stage: the binary alone, as an unprivileged user.
 FROM debian:bookworm-slim

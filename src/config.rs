@@ -23,20 +23,18 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-    /// Broker and database settings, shared by every subcommand.
-    #[command(flatten)]
-    pub common: Common,
 }
 
-/// The subcommands of the contract (section 1).
+/// The subcommands. Each takes only the settings it uses, so its `--help` offers
+/// nothing it would ignore.
 #[derive(Subcommand)]
 pub enum Command {
     /// Create and migrate the database, declare the topology, consume until SIGTERM/SIGINT.
     Serve(Box<Serve>),
     /// Create the database if missing and apply the migrations, then exit.
-    Migrate,
+    Migrate(Database),
     /// Load the demo data (idempotent), then exit.
-    SeedDemo,
+    SeedDemo(Database),
     /// Send one request and print the reply body (exit 0 on OK, 1 on another status, 2 on timeout).
     Call(Call),
     /// Internal: the pass-code verifier process `serve` starts (reads verifications on
@@ -45,45 +43,49 @@ pub enum Command {
     PassCodeHelper,
 }
 
-/// Settings every subcommand needs.
+/// Where the broker is, and the prefix of the names on it.
 #[derive(Args)]
-pub struct Common {
+pub struct Broker {
     /// RabbitMQ URL.
     #[arg(
         long,
         env = "AMQP_URL",
-        global = true,
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
         hide_env_values = true
     )]
     pub amqp_url: String,
+    /// Prefix of every exchange and queue name.
+    #[arg(long, env = "QUEUE_PREFIX", default_value = "tucano")]
+    pub queue_prefix: String,
+}
+
+/// Where the database is.
+#[derive(Args)]
+pub struct Database {
     /// PostgreSQL URL.
     #[arg(
         long,
         env = "DATABASE_URL",
-        global = true,
         default_value = "postgres://postgres@127.0.0.1:5432/tucano_auth",
         hide_env_values = true
     )]
     pub database_url: String,
-    /// Prefix of every exchange and queue name.
-    #[arg(long, env = "QUEUE_PREFIX", global = true, default_value = "tucano")]
-    pub queue_prefix: String,
 }
 
 /// `serve`: the worker's own settings.
 #[derive(Args)]
 pub struct Serve {
+    /// The broker.
+    #[command(flatten)]
+    pub broker: Broker,
+    /// The database.
+    #[command(flatten)]
+    pub database: Database,
     /// Load the demo data first; without a JWT secret, use a fixed, loudly logged demo secret.
     #[arg(long)]
     pub demo: bool,
     /// HS256 key shared with Tucano, at least 32 bytes.
-    #[arg(
-        long,
-        env = "TUCANO_JWT_SECRET",
-        hide_env_values = true,
-        conflicts_with = "jwt_secret_file"
-    )]
+    #[arg(long, env = "TUCANO_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// File holding the HS256 key (trailing newline ignored).
     #[arg(long, env = "TUCANO_JWT_SECRET_FILE")]
@@ -127,6 +129,9 @@ pub struct Serve {
 /// `call`: one request-reply round trip.
 #[derive(Args)]
 pub struct Call {
+    /// The broker.
+    #[command(flatten)]
+    pub broker: Broker,
     /// The request body, a JSON object.
     pub json: String,
     /// Seconds to wait for the reply.
@@ -193,9 +198,14 @@ pub struct Settings {
 
 impl Settings {
     /// Validates `serve`'s flags into settings; errors name the variable to fix.
-    pub fn from_serve(common: &Common, serve: &Serve) -> anyhow::Result<Settings> {
+    pub fn from_serve(serve: &Serve) -> anyhow::Result<Settings> {
         let jwt_secret = match (&serve.jwt_secret, &serve.jwt_secret_file) {
-            (Some(value), _) => Secret::new(value.clone()),
+            // Checked here rather than by clap, whose message would name the flags
+            // (`--jwt-secret`) when the user most likely set the variables.
+            (Some(_), Some(_)) => bail!(
+                "TUCANO_JWT_SECRET and TUCANO_JWT_SECRET_FILE (or --jwt-secret and --jwt-secret-file) are both set: set only one"
+            ),
+            (Some(value), None) => Secret::new(value.clone()),
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(path).with_context(|| {
                     format!("cannot read TUCANO_JWT_SECRET_FILE {}", path.display())
@@ -226,7 +236,8 @@ impl Settings {
         if serve.db_pool_size == 0 {
             bail!("TUCANO_DB_POOL_SIZE must be at least 1");
         }
-        if common.queue_prefix.is_empty() {
+        let (broker, database) = (&serve.broker, &serve.database);
+        if broker.queue_prefix.is_empty() {
             bail!("QUEUE_PREFIX must not be empty");
         }
         let reply_to_allow = match &serve.reply_to_allow {
@@ -239,13 +250,13 @@ impl Settings {
             None => vec![
                 "amq.rabbitmq.reply-to".to_owned(),
                 "amq.gen-".to_owned(),
-                format!("{}.", common.queue_prefix),
+                format!("{}.", broker.queue_prefix),
             ],
         };
         Ok(Settings {
-            amqp_url: common.amqp_url.clone(),
-            database_url: common.database_url.clone(),
-            queue_prefix: common.queue_prefix.clone(),
+            amqp_url: broker.amqp_url.clone(),
+            database_url: database.database_url.clone(),
+            queue_prefix: broker.queue_prefix.clone(),
             jwt_secret,
             jwt_ttl_seconds: serve.jwt_ttl_seconds,
             apip: serve.apip.clone(),
@@ -269,7 +280,7 @@ mod tests {
     fn settings(args: &[&str]) -> anyhow::Result<Settings> {
         let cli = Cli::try_parse_from([&["tucano-auth", "serve", "--demo"], args].concat())?;
         match &cli.command {
-            Command::Serve(serve) => Settings::from_serve(&cli.common, serve),
+            Command::Serve(serve) => Settings::from_serve(serve),
             _ => unreachable!("parsed serve"),
         }
     }

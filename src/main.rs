@@ -46,10 +46,9 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let common = cli.common;
     match cli.command {
         Command::Serve(serve) => {
-            let settings = Settings::from_serve(&common, &serve)?;
+            let settings = Settings::from_serve(&serve)?;
             match std::env::current_exe() {
                 Ok(exe) => store::pass_code::use_helper_process(exe),
                 Err(err) => {
@@ -64,13 +63,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Migrate => {
-            store::prepare(&common.database_url, 1).await?;
+        Command::Migrate(database) => {
+            store::prepare(&database.database_url, 1).await?;
             tracing::info!("database ready");
             Ok(ExitCode::SUCCESS)
         }
-        Command::SeedDemo => {
-            let pool = store::prepare(&common.database_url, 1).await?;
+        Command::SeedDemo(database) => {
+            let pool = store::prepare(&database.database_url, 1).await?;
             store::seed::seed_demo(&pool).await?;
             tracing::info!("demo data loaded");
             Ok(ExitCode::SUCCESS)
@@ -79,8 +78,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::PassCodeHelper => Ok(ExitCode::SUCCESS),
         Command::Call(args) => {
             let outcome = call(
-                &common.amqp_url,
-                &common.queue_prefix,
+                &args.broker.amqp_url,
+                &args.broker.queue_prefix,
                 &args.json,
                 args.batch,
                 Duration::from_secs(args.timeout),

@@ -1,5 +1,5 @@
-//! The contract's request table (section 3, steps 3 and 4), written out by hand from
-//! `CONTRACT.md` without calling the crate, so `decode` and the published schema are
+//! The protocol's request table (`docs/protocol.md` section 3, steps 3 and 4), written
+//! out by hand from that page without calling the crate, so `decode` and the published schema are
 //! both checked against a third opinion.
 
 use serde_json::{Map, Value};

@@ -16,7 +16,7 @@
 //! on each, rather than through the sqlx pool: on the benchmark's data set a
 //! one-request statement took 142 to 151 µs a round trip instead of 197 to 200, and
 //! 40 µs of the client's CPU instead of 70 to 76 (5,000 statements per client in
-//! alternating rounds; README, Benchmark).
+//! alternating rounds; `docs/performance.md`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};

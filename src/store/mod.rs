@@ -88,7 +88,14 @@ pub async fn prepare(database_url: &str, pool_size: u32) -> anyhow::Result<PgPoo
         // The lookup statement is planned once per connection: its custom plans (one
         // per execution, for arrays of whatever values) cost more to make than to run,
         // and the generic plan is the same index lookups.
-        .options([("plan_cache_mode", "force_generic_plan")]);
+        .options([
+            ("plan_cache_mode", "force_generic_plan"),
+            // sqlx logs the server's notices at `info`: every restart logged `relation
+            // "_sqlx_migrations" already exists, skipping`, a notice of the migrator's
+            // own `CREATE TABLE IF NOT EXISTS`, which is no news to an operator.
+            // Warnings and errors still come through.
+            ("client_min_messages", "warning"),
+        ]);
     let pool = PgPoolOptions::new()
         .max_connections(pool_size)
         .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -4,6 +4,7 @@
 mod asyncapi;
 mod broker_view;
 mod call;
+mod cli;
 mod codes;
 mod faults;
 mod fixtures;

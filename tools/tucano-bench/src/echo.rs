@@ -90,7 +90,7 @@ pub fn run() -> anyhow::Result<()> {
     let cli = Cli::try_parse_from(["tucano-auth", "serve"])
         .context("reading the worker's settings from the environment")?;
     let settings = match &cli.command {
-        Command::Serve(serve) => Settings::from_serve(&cli.common, serve)?,
+        Command::Serve(serve) => Settings::from_serve(serve)?,
         _ => anyhow::bail!("expected the serve settings"),
     };
     let echo = Echo::new(&settings)?;

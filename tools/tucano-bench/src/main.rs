@@ -9,7 +9,7 @@
 //! prints markdown tables: throughput, latency percentiles, CPU per request and peak
 //! RSS of both processes, the worker/ceiling ratio and the targets.
 //!
-//! `cargo build --release --bins && cargo run --release --bin tucano-bench -- --help`
+//! `cargo build --release --workspace && ./target/release/tucano-bench --help`
 //!
 //! # Layout
 //!

@@ -4,7 +4,7 @@
 
 use crate::dataset::{entity_id, Dataset, PASS_CODE, SESSION_TOKEN, SUBSCRIPTION};
 
-/// An identifier path of the contract (section 5).
+/// An identifier path (`docs/protocol.md` section 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
     /// `subscription_identifier.number`.

@@ -69,7 +69,7 @@ pub async fn run(options: Options) -> anyhow::Result<bool> {
     };
     if !worker_bin.is_file() {
         bail!(
-            "the worker binary {} is missing: run `cargo build --release --bins` first (or pass --worker-bin)",
+            "the worker binary {} is missing: run `cargo build --release --workspace` first (or pass --worker-bin)",
             worker_bin.display()
         );
     }
@@ -79,7 +79,7 @@ pub async fn run(options: Options) -> anyhow::Result<bool> {
     ) {
         if worker + Duration::from_secs(600) < bench {
             eprintln!(
-                "warning: {} is older than this bench; `cargo build --release --bins` rebuilds both",
+                "warning: {} is older than this bench; `cargo build --release --workspace` rebuilds both",
                 worker_bin.display()
             );
         }

@@ -1,4 +1,4 @@
-//! `tucano-chaos`: proves the delivery guarantees of contract section 7 by driving the
+//! `tucano-chaos`: proves the delivery guarantees (`docs/protocol.md` section 7) by driving the
 //! real worker binary at a steady rate while faults are injected, and counting every
 //! request by `correlation_id`: sent, answered, missing, duplicated.
 //!

@@ -96,7 +96,7 @@ fn worker_binary(args: &Args) -> anyhow::Result<PathBuf> {
     let path = me.with_file_name("tucano-auth");
     if !path.exists() {
         bail!(
-            "{} is missing: build it (cargo build --release --bins) or pass --worker",
+            "{} is missing: build it (cargo build --release --workspace) or pass --worker",
             path.display()
         );
     }
