@@ -23,6 +23,19 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as plain text or one JSON object each.
+    #[arg(long, env = "LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per line: timestamp, level, target, message, the event's fields
+    /// and, while a request is handled, its `correlation_id` and `queue`.
+    Json,
 }
 
 /// The subcommands. Each takes only the settings it uses, so its `--help` offers
@@ -124,6 +137,10 @@ pub struct Serve {
     /// How long SIGTERM waits for requests in flight before closing.
     #[arg(long, env = "TUCANO_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+    /// Address of the HTTP server for /metrics, /healthz and /readyz (`off` for none;
+    /// port 0 picks a free port, named in the startup log).
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9477")]
+    pub metrics_addr: String,
 }
 
 /// `call`: one request-reply round trip.
@@ -194,6 +211,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Whether demo data is loaded at start.
     pub demo: bool,
+    /// Where the metrics and health server listens; `None` for none.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Settings {
@@ -269,6 +288,14 @@ impl Settings {
             db_retry_budget: Duration::from_secs(serve.db_retry_budget_seconds),
             shutdown_grace: Duration::from_secs(serve.shutdown_grace_seconds),
             demo: serve.demo,
+            metrics_addr: match serve.metrics_addr.trim() {
+                "off" => None,
+                addr => Some(addr.parse().with_context(|| {
+                    format!(
+                        "METRICS_ADDR {addr:?} is not an address such as 127.0.0.1:9477, or `off`"
+                    )
+                })?),
+            },
         })
     }
 }

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    tucano_auth::telemetry::init("info");
+    tucano_auth::telemetry::init("info", cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -12,13 +12,16 @@
 //! sequence; [`Escaping`] writes every control character inside a line as `\u{..}`,
 //! so no request can forge a log line or drive the reader's terminal.
 
+mod json;
+
 use std::io::{self, Write};
+
+pub use crate::config::LogFormat;
 
 use tracing::{Level, Metadata};
 use tracing_subscriber::filter::{EnvFilter, FilterFn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::Layer;
 
 /// The filter for `RUST_LOG` (or `default` when unset or invalid).
 pub fn filter(rust_log: Option<&str>, default: &str) -> EnvFilter {
@@ -42,16 +45,36 @@ pub fn may_carry_a_body(meta: &Metadata<'_>) -> bool {
 }
 
 /// Installs the subscriber: `RUST_LOG` (or `default`) to standard error, less the
-/// events that may carry a message body, through [`Escaping`]. No colours: they are
-/// control characters too, and a log must not hold any.
-pub fn init(default: &str) {
+/// events that may carry a message body, through [`Escaping`], as text or JSON. No
+/// colours: they are control characters too, and a log must not hold any.
+///
+/// In JSON, every line is one object: `timestamp` (RFC 3339), `level`, `target`,
+/// `message`, the event's fields, and the fields of the spans it was logged in (a
+/// request's `correlation_id` and `queue`) at the top level.
+pub fn init(default: &str, format: LogFormat) {
     let rust_log = std::env::var("RUST_LOG").ok();
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(|| Escaping(io::stderr()))
-        .with_ansi(false)
-        .with_filter(filter(rust_log.as_deref(), default))
-        .with_filter(FilterFn::new(|meta| !may_carry_a_body(meta)));
-    tracing_subscriber::registry().with(layer).init();
+    // Global filters, not per-layer ones: with a per-layer filter the JSON formatter
+    // did not see the request span of the first event of each call site.
+    let registry = tracing_subscriber::registry()
+        .with(filter(rust_log.as_deref(), default))
+        .with(FilterFn::new(|meta| !may_carry_a_body(meta)));
+    match format {
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(|| Escaping(io::stderr()))
+                    .with_ansi(false),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                    .event_format(json::Lines)
+                    .with_writer(|| Escaping(io::stderr())),
+            )
+            .init(),
+    }
 }
 
 /// A writer of log lines that escapes the control characters inside each line

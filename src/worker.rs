@@ -5,10 +5,12 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::broker::{self, Stats};
 use crate::config::Settings;
 use crate::handle::Handler;
+use crate::observe;
 use crate::reply_to::ReplyPolicy;
 use crate::schema::Schemas;
 use crate::store::{self, Store};
@@ -28,7 +30,16 @@ pub async fn run(
         &settings.apip,
     )?;
     let schemas = Schemas::load().context("compiling the schemas in schemas/")?;
+    // Up first, so /healthz answers and /readyz says what is missing while the worker
+    // waits for the database or the broker.
+    let _observers = observe::start(settings.metrics_addr, &stats, None).await?;
     let pool = store::prepare(&settings.database_url, settings.db_pool_size).await?;
+    let _probe = {
+        let (stats, pool) = (stats.clone(), pool.clone());
+        AbortOnDropHandle::new(tokio::spawn(async move {
+            stats.readiness.probe_database(pool).await
+        }))
+    };
     if settings.demo {
         store::seed::seed_demo(&pool)
             .await

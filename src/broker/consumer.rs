@@ -30,6 +30,7 @@ use super::stats::{report_on_sigusr1, Stats};
 use super::{declare, endpoint, open, parse_url, step, Backoff, Names, CLOSE_TIMEOUT};
 use crate::config::{QueueType, Settings};
 use crate::handle::Service;
+use crate::observe::metrics::{QueueMetrics, RECONNECTS};
 use crate::request::MAX_BODY;
 
 /// How long a draining worker waits after its last acks before it closes its channels
@@ -98,6 +99,7 @@ pub async fn serve<S: Service>(
                 Ok(()) => {
                     if !first {
                         stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!(RECONNECTS).increment(1);
                     }
                     first = false;
                     backoff = Backoff::new();
@@ -195,14 +197,19 @@ async fn session<S: Service>(
         batch_prefetch = settings.batch_prefetch,
         "consuming"
     );
+    stats.readiness.set_broker(true);
     let tracker = TaskTracker::new();
-    let context = Arc::new(Context {
-        handler: handler.clone(),
-        replies: replies.clone(),
-        results: names.results.clone(),
-        stats: stats.clone(),
-        classic: settings.queue_type == QueueType::Classic,
-    });
+    let context = |queue| {
+        Arc::new(Context {
+            handler: handler.clone(),
+            replies: replies.clone(),
+            results: names.results.clone(),
+            stats: stats.clone(),
+            classic: settings.queue_type == QueueType::Classic,
+            metrics: QueueMetrics::new(queue),
+        })
+    };
+    let (interactive_context, batch_context) = (context("interactive"), context("batch"));
     let ended = loop {
         if !handler.is_ready() {
             tokio::select! {
@@ -210,11 +217,11 @@ async fn session<S: Service>(
                 _ = handler.ready() => {}
             }
         }
-        let next = tokio::select! {
+        let (next, context) = tokio::select! {
             biased;
             _ = stop.cancelled() => break Ended::Shutdown,
-            next = interactive.next() => next,
-            next = batch.next() => next,
+            next = interactive.next() => (next, &interactive_context),
+            next = batch.next() => (next, &batch_context),
         };
         match next {
             Some(Ok(delivery)) => {
@@ -225,6 +232,7 @@ async fn session<S: Service>(
             None => break Ended::Lost("the broker cancelled a consumer".to_owned()),
         }
     };
+    stats.readiness.set_broker(false);
     if matches!(ended, Ended::Shutdown) {
         // Stop deliveries first; what the channels already hold unacked returns to the
         // queue when they close.

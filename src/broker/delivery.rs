@@ -12,12 +12,14 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::BasicProperties;
+use tracing::Instrument;
 
 use super::replies::{Message, Published, Replies};
 use super::sanitize::REPAIRED_HEADER;
 use super::stats::Stats;
 use crate::error::Error;
 use crate::handle::{Incoming, Outcome, Route, Service};
+use crate::observe::metrics::{QueueMetrics, REQUEUED, RETURNED};
 use crate::reply_to::is_direct;
 
 /// What every delivery task shares.
@@ -27,12 +29,29 @@ pub(super) struct Context<S> {
     pub results: String,
     pub stats: Arc<Stats>,
     pub classic: bool,
+    pub metrics: QueueMetrics,
 }
 
 impl<S: Service> Context<S> {
-    /// Answers one delivery, then acks it once the reply is confirmed.
+    /// Answers one delivery, then acks it once the reply is confirmed; everything it
+    /// logs carries the request's `correlation_id` and `queue`.
     pub async fn process(&self, delivery: Delivery) {
+        let correlation_id = delivery
+            .properties
+            .correlation_id()
+            .clone()
+            .or_else(|| delivery.properties.message_id().clone());
+        // Empty when the request has neither correlation_id nor message_id.
+        let span = request_span(
+            correlation_id.as_ref().map_or("", |c| c.as_str()),
+            self.metrics.queue,
+        );
+        self.answer(delivery, correlation_id).instrument(span).await;
+    }
+
+    async fn answer(&self, delivery: Delivery, correlation_id: Option<ShortString>) {
         let started = Instant::now();
+        let _in_flight = self.metrics.arrived(delivery.redelivered);
         let properties = &delivery.properties;
         let reply_to = properties.reply_to().as_ref().map(|s| s.as_str());
         let repaired = repaired(properties.headers().as_ref());
@@ -58,17 +77,10 @@ impl<S: Service> Context<S> {
                 )
             }
         };
-        let correlation_id = properties
-            .correlation_id()
-            .clone()
-            .or_else(|| properties.message_id().clone());
-        tracing::debug!(
-            code = %outcome.code,
-            correlation_id = correlation_id.as_ref().map(|c| c.as_str()),
-            "answered"
-        );
+        tracing::debug!(code = %outcome.code, "answered");
+        let mut code = outcome.code;
         let mut published = self
-            .publish(&outcome, correlation_id.clone(), started)
+            .publish(&outcome, correlation_id.clone(), Some(started))
             .await;
         if let (Published::Refused(err), Route::ReplyTo(name)) = (&published, &outcome.route) {
             if is_direct(name) {
@@ -77,13 +89,17 @@ impl<S: Service> Context<S> {
                 tracing::warn!(reply_to = ?name, error = %err, "RabbitMQ cannot deliver to this direct reply-to address; answering REPLY_TO_NOT_ALLOWED");
                 let refusal =
                     Outcome::from_result(None, Err(Error::ReplyToNotAllowed(name.clone())));
-                published = self.publish(&refusal, correlation_id, started).await;
+                code = refusal.code;
+                published = self.publish(&refusal, correlation_id, None).await;
             }
         }
         match published {
             Published::Confirmed { returned } => {
+                self.metrics.answered(code);
+                self.stats.count(code);
                 if let Some((reply_code, routing_key)) = returned {
                     self.stats.returned.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(RETURNED).increment(1);
                     tracing::warn!(
                         reply_to = ?routing_key,
                         reply_code,
@@ -110,13 +126,14 @@ impl<S: Service> Context<S> {
         }
     }
 
-    /// Publishes a reply and waits for the broker's confirm; records the service time
-    /// of a request that began at `started` once the reply is handed to the broker.
+    /// Publishes a reply and waits for the broker's confirm; records the time of a
+    /// request that began at `started` (on its first reply) once the reply is handed to
+    /// the broker.
     async fn publish(
         &self,
         outcome: &Outcome,
         correlation_id: Option<ShortString>,
-        started: Instant,
+        started: Option<Instant>,
     ) -> Published {
         let mut headers = FieldTable::default();
         headers.insert(
@@ -146,7 +163,11 @@ impl<S: Service> Context<S> {
             body: &outcome.body,
             properties,
         };
-        self.stats.service.record(started.elapsed());
+        if let Some(started) = started {
+            let time = started.elapsed();
+            self.stats.service.record(time);
+            self.metrics.handed_off(time);
+        }
         self.replies.publish(&message).await
     }
 
@@ -155,6 +176,7 @@ impl<S: Service> Context<S> {
     /// does not, so an already redelivered request is dead-lettered there at once.
     async fn give_back(&self, delivery: &Delivery) {
         self.stats.requeued.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(REQUEUED).increment(1);
         let requeue = !(self.classic && delivery.redelivered);
         if let Err(err) = delivery
             .acker
@@ -167,6 +189,11 @@ impl<S: Service> Context<S> {
             tracing::warn!(error = %err, "cannot nack; the broker will redeliver the request");
         }
     }
+}
+
+/// The span every line logged while a request is handled is in.
+fn request_span(correlation_id: &str, queue: &'static str) -> tracing::Span {
+    tracing::info_span!("request", correlation_id, queue)
 }
 
 /// The properties the connection's sanitizer repaired, from its marker header.

@@ -1,11 +1,15 @@
 //! What the worker counts and times: answered, returned and requeued replies,
 //! reconnects, and each request's time in the process, reported on SIGUSR1.
 
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+
+use crate::error::Code;
+use crate::observe::Readiness;
 
 /// Counters of what the worker did, for logs and tests.
 #[derive(Debug, Default)]
@@ -20,6 +24,58 @@ pub struct Stats {
     pub reconnects: AtomicU64,
     /// How long each request spent in this process.
     pub service: ServiceTimes,
+    /// Requests answered by code, since the last summary line (see [`Stats::summary`]).
+    pub codes: [AtomicU64; Code::ALL.len()],
+    /// Whether the worker can serve (`/readyz`).
+    pub readiness: Readiness,
+    /// Where the metrics server listens, once it does.
+    pub metrics_addr: OnceLock<SocketAddr>,
+}
+
+impl Stats {
+    /// Counts a request answered with `code`, for the summary line.
+    pub fn count(&self, code: Code) {
+        if let Some(counter) = Code::ALL
+            .iter()
+            .position(|c| *c == code)
+            .and_then(|i| self.codes.get(i))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The requests answered by code since the last call, as `OK 120, NOT_FOUND 3`,
+    /// and their total; starts counting again.
+    pub fn summary(&self) -> (u64, String) {
+        let mut total = 0;
+        let mut parts = Vec::new();
+        for (code, counter) in Code::ALL.iter().zip(&self.codes) {
+            let n = counter.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                total += n;
+                parts.push(format!("{code} {n}"));
+            }
+        }
+        (total, parts.join(", "))
+    }
+}
+
+/// Logs, every `every`, the requests answered by code since the previous line; says
+/// nothing when nothing happened. Runs until dropped.
+pub async fn log_summaries(stats: Arc<Stats>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let (total, by_code) = stats.summary();
+        if total > 0 {
+            tracing::info!(
+                requests = total,
+                "requests in the last {} s: {by_code}",
+                every.as_secs()
+            );
+        }
+    }
 }
 
 /// Service times: from a delivery reaching the consume loop to its reply handed to the

@@ -27,6 +27,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::observe::metrics::{STATEMENT_DURATION, STATEMENT_REQUESTS};
 
 mod connections;
 
@@ -373,8 +374,11 @@ async fn gather(
             .requests
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let connections = Arc::clone(&connections);
+        metrics::histogram!(STATEMENT_REQUESTS).record(batch.len() as f64);
         let statement = tokio::spawn(async move {
+            let started = std::time::Instant::now();
             run(&connections, batch).await;
+            metrics::histogram!(STATEMENT_DURATION).record(started.elapsed().as_secs_f64());
             drop(slot);
         });
         // One statement at a time, so the next batch gathers while this one runs; but

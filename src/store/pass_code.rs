@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::observe::metrics::PASS_CODES;
 use crate::secret::Secret;
 
 /// What an unknown identifier (or one without a pass code) is verified against: a hash,
@@ -108,7 +109,10 @@ pub async fn verify(stored: Option<String>, pass_code: &Secret) -> Result<bool, 
     verifiers
         .send((stored, pass_code.clone(), answer))
         .map_err(|_| unavailable())?;
-    verdict.await.map_err(|_| unavailable())
+    let matched = verdict.await.map_err(|_| unavailable())?;
+    let result = if matched { "match" } else { "mismatch" };
+    metrics::counter!(PASS_CODES, "result" => result).increment(1);
+    Ok(matched)
 }
 
 /// What a verification found.

@@ -109,6 +109,7 @@ pub fn settings(prefix: &str, db_url: &str) -> Settings {
         db_retry_budget: Duration::from_secs(30),
         shutdown_grace: Duration::from_secs(10),
         demo: false,
+        metrics_addr: None,
     }
 }
 

@@ -86,7 +86,7 @@ impl Service for Echo {
 /// environment), then serves the echo until SIGTERM or SIGINT, on the runtime the
 /// worker uses (multi-threaded, one thread per core).
 pub fn run() -> anyhow::Result<()> {
-    tucano_auth::telemetry::init("info");
+    tucano_auth::telemetry::init("info", tucano_auth::telemetry::LogFormat::Text);
     let cli = Cli::try_parse_from(["tucano-auth", "serve"])
         .context("reading the worker's settings from the environment")?;
     let settings = match &cli.command {

@@ -7,7 +7,9 @@
 //! - `kill`: the worker is SIGKILLed 5 times during the run and restarted;
 //! - `broker`: RabbitMQ is stopped and started once (`rabbitmqctl stop_app/start_app`);
 //! - `database`: PostgreSQL is stopped for 10 s;
-//! - `dead-letter`: a faulty consumer nacks a request until the delivery limit.
+//! - `dead-letter`: a faulty consumer nacks a request until the delivery limit;
+//! - `hostile`: every hostile message an attacker can publish (the tucano-hostile
+//!   catalogue), three rounds beside the load; the worker must never restart.
 //!
 //! Exits 1 if any scenario misses its criterion, so it can gate CI.
 
@@ -30,6 +32,8 @@ pub enum Fault {
     Database,
     /// Nack a request until the delivery limit dead-letters it.
     DeadLetter,
+    /// Send every hostile message of the catalogue (tucano-hostile), three rounds.
+    Hostile,
 }
 
 /// Command line of `tucano-chaos`.
@@ -75,7 +79,7 @@ pub struct Args {
 }
 
 fn main() -> ExitCode {
-    tucano_auth::telemetry::init("warn");
+    tucano_auth::telemetry::init("warn", tucano_auth::telemetry::LogFormat::Text);
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

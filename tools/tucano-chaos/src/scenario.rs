@@ -299,6 +299,7 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
 
     let run = Duration::from_secs_f64(args.requests as f64 / args.rate.max(1) as f64);
     let mut recovery: Option<Duration> = None;
+    let mut passed_hostile = true;
     let mut other = match fault {
         Fault::Kill => {
             for _ in 0..5 {
@@ -340,6 +341,15 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
             }
         }
         Fault::DeadLetter => bail!("the dead-letter scenario has no load"),
+        Fault::Hostile => {
+            let (sent, died) = hostile(args, &prefix, &mut worker, run).await?;
+            if died {
+                passed_hostile = false;
+                format!("{sent} hostile messages; the worker DIED")
+            } else {
+                format!("{sent} hostile messages, worker never restarted")
+            }
+        }
     };
     publisher.await.context("the publisher task")?;
     let deadline = Instant::now() + Duration::from_secs(args.drain_seconds);
@@ -356,6 +366,21 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
 
     let tally = ledger.tally();
     let mut passed = tally.missing == 0 && tally.confirmed > 0;
+    if fault == Fault::Hostile {
+        // Every hostile message answered too: none waits in a queue or was dead-lettered.
+        let connection = Connection::connect(&args.amqp_url, Default::default()).await?;
+        let mut left = 0;
+        for queue in [&names.interactive, &names.batch, &names.dead_letter] {
+            left += queue_depth(&connection, queue).await.unwrap_or(u32::MAX);
+        }
+        let _ = connection.close(200, "checked".into()).await;
+        if left > 0 {
+            other.push_str(&format!(
+                "; {left} messages left in the request or dead-letter queues"
+            ));
+        }
+        passed &= passed_hostile && left == 0;
+    }
     if fault == Fault::Database {
         let only_expected = tally
             .codes
@@ -383,11 +408,68 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
             Fault::Broker => "RabbitMQ stop_app / start_app",
             Fault::Database => "PostgreSQL stopped 10 s",
             Fault::DeadLetter => "dead letter",
+            Fault::Hostile => "hostile messages beside the load",
         },
         tally,
         other,
         passed,
     })
+}
+
+/// Sends the hostile catalogue three times, spread over the run, watching that the
+/// worker process never ends. Returns how many were sent and whether it died.
+async fn hostile(
+    args: &Args,
+    prefix: &str,
+    worker: &mut Child,
+    run: Duration,
+) -> anyhow::Result<(usize, bool)> {
+    const ROUNDS: u32 = 3;
+    let catalogue = tucano_hostile::attacks(prefix, 131_072);
+    let pause = run / (ROUNDS * catalogue.len() as u32 + 1);
+    let mut publisher = tucano_hostile::Publisher::connect(&args.amqp_url)
+        .await
+        .context("the raw publisher")?;
+    let names = Names::new(prefix);
+    let mut sent = 0;
+    for _ in 0..ROUNDS {
+        for attack in &catalogue {
+            tokio::time::sleep(pause).await;
+            let queue = if attack.batch {
+                &names.batch
+            } else {
+                &names.interactive
+            };
+            publisher
+                .publish(queue.as_bytes(), &attack.properties, &attack.body)
+                .await
+                .with_context(|| format!("publishing {}", attack.name))?;
+            sent += 1;
+            if worker.try_wait()?.is_some() {
+                return Ok((sent, true));
+            }
+        }
+    }
+    publisher.close().await;
+    Ok((sent, worker.try_wait()?.is_some()))
+}
+
+/// Messages waiting in `queue`, by a passive declare.
+async fn queue_depth(connection: &Connection, queue: &str) -> Option<u32> {
+    let channel = connection.create_channel().await.ok()?;
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .ok();
+    let _ = channel.close(200, "ok".into()).await;
+    declared.map(|q| q.message_count())
 }
 
 /// A faulty consumer nacks one request until the delivery limit dead-letters it.
