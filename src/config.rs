@@ -38,6 +38,9 @@ pub enum Command {
     SeedDemo,
     /// Send one request and print the reply body (exit 0 on OK, 1 on another status, 2 on timeout).
     Call(Call),
+    /// Authenticate every request of a file (NDJSON or CSV) and write one result line per
+    /// request line, in input order (exit 0 all OK, 1 some not, 2 the job could not finish).
+    Batch(Box<crate::batch::BatchArgs>),
     /// Internal: the pass-code verifier process `serve` starts (reads verifications on
     /// standard input until it closes).
     #[command(name = crate::store::pass_code::HELPER_COMMAND, hide = true)]
@@ -126,8 +129,12 @@ pub struct Serve {
 /// `call`: one request-reply round trip.
 #[derive(Args)]
 pub struct Call {
-    /// The request body, a JSON object.
-    pub json: String,
+    /// The request body, a JSON object (or build it with --token and an identifier flag).
+    #[arg(required_unless_present = "token")]
+    pub json: Option<String>,
+    /// The request as flags instead of JSON.
+    #[command(flatten)]
+    pub request: Box<crate::call::RequestFlags>,
     /// Seconds to wait for the reply.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
