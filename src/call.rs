@@ -90,13 +90,22 @@ impl RequestFlags {
         } else if let Some(id) = &self.subscription_id {
             ("subscription_identifier", json!({ "id": id }))
         } else if let Some(serial) = &self.serial_number {
-            ("installed_item_identifier", json!({ "serial_number": serial }))
+            (
+                "installed_item_identifier",
+                json!({ "serial_number": serial }),
+            )
         } else if let Some(code) = &self.item_alternative_code {
-            ("installed_item_identifier", json!({ "alternative_code": code }))
+            (
+                "installed_item_identifier",
+                json!({ "alternative_code": code }),
+            )
         } else if let Some(id) = &self.item_id {
             ("installed_item_identifier", json!({ "id": id }))
         } else if let Some(code) = &self.access_token_code {
-            ("access_token_identifier", json!({ "authentication_code": code }))
+            (
+                "access_token_identifier",
+                json!({ "authentication_code": code }),
+            )
         } else if let Some(code) = &self.medium_code {
             (
                 "customer_identification_medium_identifier",

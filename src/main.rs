@@ -71,12 +71,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         // Served by `main` before any runtime or logging starts; never reaches here.
         Command::PassCodeHelper => Ok(ExitCode::SUCCESS),
-        Command::Call(args) => {
-            Ok(call::run(&common.amqp_url, &common.queue_prefix, &args).await)
-        }
-        Command::Batch(args) => {
-            Ok(batch::run(&common.amqp_url, &common.queue_prefix, &args).await)
-        }
+        Command::Call(args) => Ok(call::run(&common.amqp_url, &common.queue_prefix, &args).await),
+        Command::Batch(args) => Ok(batch::run(&common.amqp_url, &common.queue_prefix, &args).await),
     }
 }
 

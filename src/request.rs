@@ -607,7 +607,10 @@ mod tests {
         let value = parse_json(r#"["\ud83d\ude00", "\\ud800", "\udc00\ud800"]"#).expect("json");
         assert_eq!(value, json!(["\u{1F600}", "\\ud800", "\0\0"]));
         // Lengths count the surrogate as one character, as JSON Schema validators do.
-        let long = format!(r#"{{"token":"T","subscription_identifier":{{"number":"{}\ud800"}}}}"#, "x".repeat(256));
+        let long = format!(
+            r#"{{"token":"T","subscription_identifier":{{"number":"{}\ud800"}}}}"#,
+            "x".repeat(256)
+        );
         let err = decode(None, long.as_bytes(), &schemas).expect_err("257 characters");
         assert_eq!(err.code(), Code::InvalidRequest);
         assert!(!err.message().contains("not JSON"), "{}", err.message());

@@ -133,8 +133,8 @@ impl Input {
     /// Opens `path`; for CSV, reads and checks the header (an unknown column stops the
     /// job before anything is sent).
     pub fn open(path: &Path, format: Format, token: Option<String>) -> anyhow::Result<Input> {
-        let file =
-            File::open(path).with_context(|| format!("cannot read the input {}", path.display()))?;
+        let file = File::open(path)
+            .with_context(|| format!("cannot read the input {}", path.display()))?;
         let source = match format {
             Format::Ndjson => Source::Ndjson {
                 reader: BufReader::with_capacity(256 * 1024, file),
@@ -204,14 +204,17 @@ impl Input {
                         kind: csv_request(columns, record, token),
                     })),
                     Err(err) => match (err.kind(), line) {
-                        (csv::ErrorKind::UnequalLengths { expected_len, len, .. }, Some(line)) => {
-                            Ok(Some(Item {
-                                line,
-                                kind: ItemKind::Invalid(format!(
-                                    "bad CSV row: {len} fields where the header has {expected_len}"
-                                )),
-                            }))
-                        }
+                        (
+                            csv::ErrorKind::UnequalLengths {
+                                expected_len, len, ..
+                            },
+                            Some(line),
+                        ) => Ok(Some(Item {
+                            line,
+                            kind: ItemKind::Invalid(format!(
+                                "bad CSV row: {len} fields where the header has {expected_len}"
+                            )),
+                        })),
                         _ => Err(anyhow::Error::new(err).context("cannot read the CSV input")),
                     },
                 }

@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(written.last_line, 4);
         assert_eq!((written.total(), written.not_ok()), (3, 1));
         assert_eq!(std::fs::read(&path).expect("read"), whole);
-        assert!(Output::open(&path, false).is_err(), "never mixed without --resume");
+        assert!(
+            Output::open(&path, false).is_err(),
+            "never mixed without --resume"
+        );
         let _ = std::fs::remove_file(&path);
     }
 }

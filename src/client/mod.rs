@@ -194,10 +194,8 @@ impl Client {
             .await
             .map_err(lost)?;
         let pending = Arc::new(Pending::default());
-        let replies = AbortOnDropHandle::new(tokio::spawn(route_replies(
-            consumer,
-            pending.clone(),
-        )));
+        let replies =
+            AbortOnDropHandle::new(tokio::spawn(route_replies(consumer, pending.clone())));
         Ok(Client {
             connection,
             channel,
@@ -315,7 +313,8 @@ async fn route_replies(mut consumer: Consumer, pending: Arc<Pending>) {
                 };
                 // No waiter: the call timed out or was dropped; its reply is late.
                 if let Some(waiter) = pending.take(id.as_str()) {
-                    let _ = waiter.send(Reply::parse(&delivery.data).map_err(ClientError::BadReply));
+                    let _ =
+                        waiter.send(Reply::parse(&delivery.data).map_err(ClientError::BadReply));
                 }
             }
             Some(Err(err)) => break format!("connection lost: {err}"),

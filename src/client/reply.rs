@@ -97,7 +97,8 @@ mod tests {
         assert!(reply.is_ok());
         assert_eq!(reply.jwt.as_deref(), Some("a.b.c"));
         assert!(!format!("{reply:?}").contains("a.b.c"));
-        let error = br#"{"data":null,"status":{"code":"NOT_FOUND","description":"d","message":"m"}}"#;
+        let error =
+            br#"{"data":null,"status":{"code":"NOT_FOUND","description":"d","message":"m"}}"#;
         let reply = Reply::parse(error).expect("error reply");
         assert_eq!(
             (reply.code, reply.subscription_id, reply.message.as_str()),
