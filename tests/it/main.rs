@@ -2,6 +2,7 @@
 //! worker on its own database and queue prefix, so tests run in parallel.
 
 mod call;
+mod client;
 mod codes;
 mod faults;
 mod fixtures;
