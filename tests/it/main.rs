@@ -1,9 +1,11 @@
 //! Integration tests against the real RabbitMQ and PostgreSQL. Each test runs its own
 //! worker on its own database and queue prefix, so tests run in parallel.
 
+mod batch;
 mod call;
 mod client;
 mod codes;
+mod examples;
 mod faults;
 mod fixtures;
 mod helpers;
