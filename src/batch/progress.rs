@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use super::output::Written;
 
@@ -32,8 +32,16 @@ impl Progress {
         let view = if std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{bar:32.cyan/blue} {human_pos}/{human_len} lines  {per_sec}  ETA {eta}  {msg}",
+                "{bar:32.cyan/blue} {human_pos}/{human_len} lines  {rate}  ETA {eta}  {msg}",
             )
+            .map(|style| {
+                style.with_key(
+                    "rate",
+                    |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} lines/s", state.per_sec());
+                    },
+                )
+            })
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.set_position(before);
