@@ -364,7 +364,7 @@ fn complete_lines(output: &Path) -> BTreeSet<u64> {
 
 #[tokio::test]
 async fn batch_killed_at_random_moments_and_resumed_writes_each_line_once_and_resends_none() {
-    const LINES: usize = 4000;
+    const LINES: usize = 6000;
     let prefix = unique("bk");
     let conn = Connection::connect(AMQP_URL, Default::default())
         .await
@@ -381,7 +381,14 @@ async fn batch_killed_at_random_moments_and_resumed_writes_each_line_once_and_re
             .stderr(Stdio::null())
             .spawn()
             .expect("start batch");
-        let wait = 150 + (uuid::Uuid::new_v4().as_u128() % 500) as u64;
+        // Kill at a random moment once this run has written something, so that every
+        // kill lands in the middle of the file whatever the machine's speed.
+        let size_before = std::fs::metadata(&output).map_or(0, |m| m.len());
+        crate::helpers::wait_for("the run to write lines", async || {
+            std::fs::metadata(&output).map_or(0, |m| m.len()) > size_before
+        })
+        .await;
+        let wait = (uuid::Uuid::new_v4().as_u128() % 300) as u64;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         child.kill().expect("SIGKILL");
         let _ = child.wait();
@@ -411,7 +418,7 @@ async fn batch_killed_at_random_moments_and_resumed_writes_each_line_once_and_re
         if kill == 2 {
             // A kill in the middle of a write leaves a torn line: resume cuts it off.
             let mut torn = std::fs::read(&output).unwrap_or_default();
-            torn.extend_from_slice(br#"{"line":4001,"code":"O"#);
+            torn.extend_from_slice(br#"{"line":6001,"code":"O"#);
             std::fs::write(&output, torn).expect("tear");
         }
         written_before = written;
