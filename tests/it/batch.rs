@@ -284,6 +284,11 @@ impl Echo {
                     let body: Value = serde_json::from_slice(&delivery.data).unwrap_or_default();
                     let token = body["token"].as_str().unwrap_or_default().to_owned();
                     let current = *phase.lock().expect("phase");
+                    // Persistent, so a broker restart keeps the job's requests.
+                    let token = match delivery.properties.delivery_mode() {
+                        Some(2) => token,
+                        _ => format!("NOT-PERSISTENT-{token}"),
+                    };
                     received.lock().expect("received").push((current, token));
                     tokio::time::sleep(delay).await;
                     let props = &delivery.properties;
@@ -456,6 +461,10 @@ async fn batch_killed_at_random_moments_and_resumed_writes_each_line_once_and_re
         *per_token.entry(token.clone()).or_default() += 1;
     }
     assert_eq!(per_token.len(), LINES, "every line was sent");
+    assert!(
+        per_token.keys().all(|token| token.starts_with('L')),
+        "every request is persistent"
+    );
     cleanup(&prefix, &prefix).await;
 }
 
