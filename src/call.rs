@@ -1,102 +1,208 @@
-//! `call`: one request-reply round trip over direct reply-to, for people and scripts.
+//! `call`: one request-reply round trip for people and scripts, built on
+//! [`crate::client::Client`].
+//!
+//! The request is either a JSON body given as it is, or built from identifier flags
+//! ([`RequestFlags`]); clap enforces the combinations (exactly one identifier, a pass
+//! code with `identifier`, the subscription type only with an access token), so a
+//! mistyped command line fails before anything is sent.
 
+use std::io::BufRead;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
-use futures_util::StreamExt;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::BasicProperties;
+use anyhow::{bail, Context};
+use clap::{ArgGroup, Args};
+use serde_json::{json, Map, Value};
 
-use crate::broker::{connect, Names};
+use crate::client::{Client, ClientError, Queue};
+use crate::config::Call;
 
-/// Direct reply-to pseudo-queue.
-pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+/// RabbitMQ's direct reply-to pseudo-queue (also [`crate::client::DIRECT_REPLY_TO`]).
+pub use crate::client::DIRECT_REPLY_TO;
 
-/// What a call ended with.
-#[derive(Debug)]
-pub enum CallOutcome {
-    /// The reply arrived; its body and `status.code`.
-    Replied {
-        /// The reply body.
-        body: String,
-        /// Its `status.code`, if the body had one.
-        code: Option<String>,
-    },
-    /// No reply within the timeout.
-    TimedOut,
+/// The identifier flags of `call`: the request built without writing JSON.
+#[derive(Args, Debug, Default)]
+#[command(group(ArgGroup::new("identifier").multiple(false).requires("token")))]
+#[command(group(ArgGroup::new("credential").multiple(false)))]
+#[command(group(ArgGroup::new("access_token").multiple(false)))]
+#[command(group(ArgGroup::new("pass").multiple(false).requires("credential")))]
+pub struct RequestFlags {
+    /// The login token (instead of a JSON body; then exactly one identifier flag).
+    #[arg(long, requires = "identifier", conflicts_with = "json")]
+    pub token: Option<String>,
+    /// subscription_identifier.number
+    #[arg(long, group = "identifier")]
+    pub subscription_number: Option<String>,
+    /// subscription_identifier.id (32 hex digits or a UUID)
+    #[arg(long, group = "identifier")]
+    pub subscription_id: Option<String>,
+    /// installed_item_identifier.serial_number
+    #[arg(long, group = "identifier")]
+    pub serial_number: Option<String>,
+    /// installed_item_identifier.alternative_code
+    #[arg(long, group = "identifier")]
+    pub item_alternative_code: Option<String>,
+    /// installed_item_identifier.id
+    #[arg(long, group = "identifier")]
+    pub item_id: Option<String>,
+    /// access_token_identifier.authentication_code
+    #[arg(long, groups = ["identifier", "access_token"])]
+    pub access_token_code: Option<String>,
+    /// customer_identification_medium_identifier.authentication_code
+    #[arg(long, group = "identifier")]
+    pub medium_code: Option<String>,
+    /// access_token_identifier.identifier (with --pass-code or --pass-code-stdin)
+    #[arg(long, groups = ["identifier", "credential", "access_token"], requires = "pass")]
+    pub access_token_identifier: Option<String>,
+    /// customer_identification_medium_identifier.identifier (with --pass-code or
+    /// --pass-code-stdin)
+    #[arg(long, groups = ["identifier", "credential"], requires = "pass")]
+    pub medium_identifier: Option<String>,
+    /// The pass code of --access-token-identifier / --medium-identifier. Visible to
+    /// other users in `ps`; prefer --pass-code-stdin.
+    #[arg(long, group = "pass")]
+    pub pass_code: Option<String>,
+    /// Read the pass code from the first line of standard input.
+    #[arg(long, group = "pass")]
+    pub pass_code_stdin: bool,
+    /// subscription_type_identifier.name (only with an access token)
+    #[arg(long, requires = "access_token")]
+    pub subscription_type: Option<String>,
 }
 
-/// Sends `json` to the interactive (or batch) queue under `prefix` and waits for the reply.
-pub async fn call(
-    amqp_url: &str,
-    prefix: &str,
-    json: &str,
-    batch: bool,
-    timeout: Duration,
-) -> anyhow::Result<CallOutcome> {
-    let names = Names::new(prefix);
-    let queue = if batch {
-        names.batch
-    } else {
-        names.interactive
-    };
-    let connection = connect(amqp_url, "call")
-        .await
-        .context("cannot connect to RabbitMQ (AMQP_URL)")?;
-    let channel = connection.create_channel().await?;
-    let mut replies = crate::broker::consume_no_ack(&channel, DIRECT_REPLY_TO)
-        .await
-        .context("cannot consume from direct reply-to")?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .context("cannot enable publisher confirms")?;
-    let correlation_id = uuid::Uuid::new_v4().simple().to_string();
-    let confirmation = channel
-        .basic_publish(
-            "".into(),
-            queue.as_str().into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..BasicPublishOptions::default()
-            },
-            json.as_bytes(),
-            BasicProperties::default()
-                .with_content_type("application/json".into())
-                .with_correlation_id(correlation_id.as_str().into())
-                .with_reply_to(DIRECT_REPLY_TO.into()),
-        )
-        .await
-        .with_context(|| format!("cannot publish to {queue}"))?
-        .await
-        .with_context(|| format!("the broker did not confirm the request to {queue}"))?;
-    if confirmation.take_message().is_some() {
-        bail!("queue {queue} does not exist: is the worker running, with this QUEUE_PREFIX?");
+impl RequestFlags {
+    /// The request body the flags describe; `pass_code` is the pass code already read
+    /// (from the flag or standard input).
+    pub fn body(&self, pass_code: Option<&str>) -> anyhow::Result<Value> {
+        let Some(token) = &self.token else {
+            bail!("--token is required with identifier flags");
+        };
+        let mut request = Map::new();
+        request.insert("token".into(), json!(token));
+        let credential = |identifier: &str| -> anyhow::Result<Value> {
+            match pass_code {
+                Some(pass_code) => Ok(json!({"identifier": identifier, "pass_code": pass_code})),
+                None => bail!("--pass-code or --pass-code-stdin is required with an identifier"),
+            }
+        };
+        let (field, value) = if let Some(number) = &self.subscription_number {
+            ("subscription_identifier", json!({ "number": number }))
+        } else if let Some(id) = &self.subscription_id {
+            ("subscription_identifier", json!({ "id": id }))
+        } else if let Some(serial) = &self.serial_number {
+            (
+                "installed_item_identifier",
+                json!({ "serial_number": serial }),
+            )
+        } else if let Some(code) = &self.item_alternative_code {
+            (
+                "installed_item_identifier",
+                json!({ "alternative_code": code }),
+            )
+        } else if let Some(id) = &self.item_id {
+            ("installed_item_identifier", json!({ "id": id }))
+        } else if let Some(code) = &self.access_token_code {
+            (
+                "access_token_identifier",
+                json!({ "authentication_code": code }),
+            )
+        } else if let Some(code) = &self.medium_code {
+            (
+                "customer_identification_medium_identifier",
+                json!({ "authentication_code": code }),
+            )
+        } else if let Some(identifier) = &self.access_token_identifier {
+            ("access_token_identifier", credential(identifier)?)
+        } else if let Some(identifier) = &self.medium_identifier {
+            (
+                "customer_identification_medium_identifier",
+                credential(identifier)?,
+            )
+        } else {
+            bail!("give exactly one identifier flag with --token");
+        };
+        request.insert(field.into(), value);
+        if let Some(name) = &self.subscription_type {
+            request.insert(
+                "subscription_type_identifier".into(),
+                json!({ "name": name }),
+            );
+        }
+        Ok(Value::Object(request))
     }
-    let wait = async {
-        while let Some(delivery) = replies.next().await {
-            let delivery = delivery?;
-            let matches = delivery
-                .properties
-                .correlation_id()
-                .as_ref()
-                .is_some_and(|id| id.as_str() == correlation_id);
-            if matches {
-                return Ok(delivery.data);
+
+    /// The pass code from `--pass-code`, or the first line of standard input with
+    /// `--pass-code-stdin` (its line ending removed).
+    fn pass_code(&self) -> anyhow::Result<Option<String>> {
+        if !self.pass_code_stdin {
+            return Ok(self.pass_code.clone());
+        }
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the pass code from standard input")?;
+        let pass_code = line.trim_end_matches(['\r', '\n']);
+        if pass_code.is_empty() {
+            bail!("--pass-code-stdin: standard input holds no pass code");
+        }
+        Ok(Some(pass_code.to_owned()))
+    }
+}
+
+/// The request body of a `call` command line: the JSON argument, or the flags'.
+pub fn request_body(args: &Call) -> anyhow::Result<String> {
+    match &args.json {
+        Some(json) => Ok(json.clone()),
+        None => {
+            let pass_code = args.request.pass_code()?;
+            Ok(args.request.body(pass_code.as_deref())?.to_string())
+        }
+    }
+}
+
+/// Runs `call`: prints the reply body on standard output; exit 0 on `OK`, 1 on any
+/// other status, 2 when no reply came (timeout, broker unreachable, no such queue) or
+/// the command line could not become a request.
+pub async fn run(amqp_url: &str, queue_prefix: &str, args: &Call) -> ExitCode {
+    let body = match request_body(args) {
+        Ok(body) => body,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let timeout = Duration::from_secs(args.timeout);
+    let queue = if args.batch {
+        Queue::Batch
+    } else {
+        Queue::Interactive
+    };
+    let client = match Client::connect(amqp_url, queue_prefix).await {
+        Ok(client) => client,
+        Err(err) => {
+            eprintln!("error: cannot connect to RabbitMQ (AMQP_URL): {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = client.send(queue, body.as_bytes(), timeout).await;
+    client.close().await;
+    match outcome {
+        Ok(reply) => {
+            println!("{}", reply.body);
+            if reply.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
             }
         }
-        Err(anyhow!("the broker closed the reply consumer"))
-    };
-    let outcome = match tokio::time::timeout(timeout, wait).await {
-        Err(_) => CallOutcome::TimedOut,
-        Ok(data) => {
-            let body = String::from_utf8_lossy(&data?).into_owned();
-            let code = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.pointer("/status/code")?.as_str().map(str::to_owned));
-            CallOutcome::Replied { body, code }
+        Err(ClientError::Timeout(_)) => {
+            eprintln!("error: no reply within {} s", args.timeout);
+            ExitCode::from(2)
         }
-    };
-    let _ = connection.close(200, "bye".into()).await;
-    Ok(outcome)
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -50,6 +50,9 @@ pub enum Command {
     SeedDemo(Database),
     /// Send one request and print the reply body (exit 0 on OK, 1 on another status, 2 on timeout).
     Call(Call),
+    /// Authenticate every request of a file (NDJSON or CSV) and write one result line per
+    /// request line, in input order (exit 0 all OK, 1 some not, 2 the job could not finish).
+    Batch(Box<crate::batch::BatchArgs>),
     /// Internal: the pass-code verifier process `serve` starts (reads verifications on
     /// standard input until it closes).
     #[command(name = crate::store::pass_code::HELPER_COMMAND, hide = true)]
@@ -70,6 +73,16 @@ pub struct Broker {
     /// Prefix of every exchange and queue name.
     #[arg(long, env = "QUEUE_PREFIX", default_value = "tucano")]
     pub queue_prefix: String,
+}
+
+/// Shows the prefix, never the URL (it may hold a password).
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("amqp_url", &"[redacted]")
+            .field("queue_prefix", &self.queue_prefix)
+            .finish()
+    }
 }
 
 /// Where the database is.
@@ -149,8 +162,12 @@ pub struct Call {
     /// The broker.
     #[command(flatten)]
     pub broker: Broker,
-    /// The request body, a JSON object.
-    pub json: String,
+    /// The request body, a JSON object (or build it with --token and an identifier flag).
+    #[arg(required_unless_present = "token")]
+    pub json: Option<String>,
+    /// The request as flags instead of JSON.
+    #[command(flatten)]
+    pub request: Box<crate::call::RequestFlags>,
     /// Seconds to wait for the reply.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,

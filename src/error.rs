@@ -67,6 +67,11 @@ impl Code {
         Code::InternalError,
     ];
 
+    /// The code named `text` (as in `status.code`), if it is one of the contract's.
+    pub fn parse(text: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|code| code.as_str() == text)
+    }
+
     /// The code as it appears in `status.code` and the `x-status-code` header.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+pub mod batch;
 pub mod broker;
 pub mod call;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod handle;

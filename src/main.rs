@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use tucano_auth::call::{call, CallOutcome};
 use tucano_auth::config::{Cli, Command, Settings};
-use tucano_auth::{broker, store, worker};
+use tucano_auth::{batch, broker, call, store, worker};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -77,32 +76,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         // Served by `main` before any runtime or logging starts; never reaches here.
         Command::PassCodeHelper => Ok(ExitCode::SUCCESS),
         Command::Call(args) => {
-            let outcome = call(
-                &args.broker.amqp_url,
-                &args.broker.queue_prefix,
-                &args.json,
-                args.batch,
-                Duration::from_secs(args.timeout),
-            )
-            .await;
-            match outcome {
-                Ok(CallOutcome::Replied { body, code }) => {
-                    println!("{body}");
-                    Ok(if code.as_deref() == Some("OK") {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    })
-                }
-                Ok(CallOutcome::TimedOut) => {
-                    eprintln!("error: no reply within {} s", args.timeout);
-                    Ok(ExitCode::from(2))
-                }
-                Err(err) => {
-                    eprintln!("error: {err:#}");
-                    Ok(ExitCode::from(2))
-                }
-            }
+            Ok(call::run(&args.broker.amqp_url, &args.broker.queue_prefix, &args).await)
+        }
+        Command::Batch(args) => {
+            Ok(batch::run(&args.broker.amqp_url, &args.broker.queue_prefix, &args).await)
         }
     }
 }

@@ -166,7 +166,7 @@ fn parse(body: &[u8]) -> Result<Value, Error> {
         ))
     })?;
     // serde_json's syntax errors name a position, never the input itself.
-    let value: Value = serde_json::from_str(text)
+    let value: Value = parse_json(text)
         .map_err(|err| Error::InvalidRequest(format!("the body is not JSON: {err}")))?;
     if !value.is_object() {
         return Err(Error::InvalidRequest(format!(
@@ -175,6 +175,69 @@ fn parse(body: &[u8]) -> Result<Value, Error> {
         )));
     }
     Ok(value)
+}
+
+/// Parses JSON text, accepting what JSON accepts and serde_json does not: a `\uXXXX`
+/// escape of a lone UTF-16 surrogate (`"\ud800"`, as Node's and Python's serialisers
+/// write for such a string).
+///
+/// Each lone surrogate becomes U+0000. Both are one code point, so length limits and
+/// patterns judge the string as a JSON Schema validator judges the original, and
+/// PostgreSQL text can hold no U+0000, so a key containing one names nothing: the
+/// lookup treats it as matching no row (`NOT_FOUND`, or `AUTHENTICATION_FAILED` for a
+/// credential; a token with one is `INVALID_TOKEN`). U+FFFD would not do: a stored
+/// value could contain it and be matched by a string that never named it.
+pub fn parse_json(text: &str) -> Result<Value, serde_json::Error> {
+    match serde_json::from_str(text) {
+        Ok(value) => Ok(value),
+        Err(err) => match replace_lone_surrogates(text) {
+            Some(repaired) => serde_json::from_str(&repaired),
+            None => Err(err),
+        },
+    }
+}
+
+/// `text` with every `\uXXXX` escape of a lone surrogate replaced by `\u0000`; `None`
+/// when there is none (the text is then not JSON for another reason).
+fn replace_lone_surrogates(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let escape_at = |i: usize| -> Option<u16> {
+        let hex = bytes.get(i..i + 6)?;
+        if hex[0] != b'\\' || hex[1] != b'u' {
+            return None;
+        }
+        std::str::from_utf8(&hex[2..])
+            .ok()
+            .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+    };
+    let mut out = String::with_capacity(text.len());
+    let (mut copied, mut i, mut replaced) = (0, 0, false);
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match escape_at(i) {
+            Some(0xD800..=0xDBFF)
+                if escape_at(i + 6).is_some_and(|low| (0xDC00..=0xDFFF).contains(&low)) =>
+            {
+                i += 12;
+            }
+            Some(0xD800..=0xDFFF) => {
+                out.push_str(&text[copied..i]);
+                out.push_str("\\u0000");
+                replaced = true;
+                i += 6;
+                copied = i;
+            }
+            Some(_) => i += 6,
+            // Any other escape is two characters; skipping both keeps `\\u` from
+            // being read as the start of an escape.
+            None => i += 2,
+        }
+    }
+    out.push_str(&text[copied..]);
+    replaced.then_some(out)
 }
 
 /// Step 3: looks only at which keys are present with a non-null value.
@@ -529,6 +592,31 @@ mod tests {
         )
         .expect_err("mistyped token");
         assert_eq!(err.message(), "/token: expected string, found array");
+    }
+
+    #[test]
+    fn lone_surrogates_are_strings_that_name_nothing_not_syntax_errors() {
+        let schemas = schemas();
+        let body = br#"{"token":"T","subscription_identifier":{"number":"S\ud800x"}}"#;
+        let request = decode(None, body, &schemas).expect("valid JSON, valid request");
+        assert_eq!(
+            request.identifier,
+            Identifier::Subscription(SubscriptionKey::Number("S\0x".into()))
+        );
+        // A pair stays a character; an escaped backslash is not an escape.
+        let value = parse_json(r#"["\ud83d\ude00", "\\ud800", "\udc00\ud800"]"#).expect("json");
+        assert_eq!(value, json!(["\u{1F600}", "\\ud800", "\0\0"]));
+        // Lengths count the surrogate as one character, as JSON Schema validators do.
+        let long = format!(
+            r#"{{"token":"T","subscription_identifier":{{"number":"{}\ud800"}}}}"#,
+            "x".repeat(256)
+        );
+        let err = decode(None, long.as_bytes(), &schemas).expect_err("257 characters");
+        assert_eq!(err.code(), Code::InvalidRequest);
+        assert!(!err.message().contains("not JSON"), "{}", err.message());
+        for broken in [r#"{"a":"\ud800"#, r#"{"a":"\ud80"}"#, r#"{"a":"\uZZZZ"}"#] {
+            assert!(parse_json(broken).is_err(), "{broken}");
+        }
     }
 
     #[test]

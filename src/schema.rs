@@ -325,6 +325,13 @@ mod tests {
     }
 
     #[test]
+    fn an_id_with_a_final_newline_is_refused_as_every_engine_refuses_it() {
+        let id = "75E3E50139F24DC3A6C9AA0C026D0292\n";
+        let got = message(json!({"token": "T", "subscription_identifier": {"id": id}}));
+        assert!(got.starts_with("/subscription_identifier/id: "), "{got}");
+    }
+
+    #[test]
     fn combination_rule_is_explained_by_its_description() {
         let got = message(json!({"token": "T", "installed_item_identifier": {}}));
         assert_eq!(

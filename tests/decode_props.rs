@@ -17,6 +17,9 @@ use tucano_auth::error::{Code, Error};
 use tucano_auth::request::{decode, Identifier, Request, MAX_BODY};
 use tucano_auth::schema::Schemas;
 
+#[path = "decode_props/agreement.rs"]
+mod agreement;
+
 static SCHEMAS: LazyLock<Schemas> =
     LazyLock::new(|| Schemas::load().expect("the embedded schemas compile"));
 

@@ -53,3 +53,126 @@ async fn call_without_a_worker_exits_two() {
         .expect("join");
     assert_eq!(code, Some(2));
 }
+
+/// Runs `call` with `args` (and `stdin` on standard input); returns (exit code, stdout).
+fn call_flags(prefix: &str, args: &[&str], stdin: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tucano-auth"))
+        .arg("call")
+        .args(args)
+        .args(["--timeout", "20"])
+        .env("AMQP_URL", AMQP_URL)
+        .env("QUEUE_PREFIX", prefix)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run call");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    let output = child.wait_with_output().expect("call ends");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn call_builds_the_request_from_identifier_flags() {
+    let worker = TestWorker::spawn().await;
+    let prefix = worker.prefix.clone();
+    let cases: Vec<(Vec<&str>, &str, Option<i32>, &str)> = vec![
+        (
+            vec!["--subscription-number", seed::SUBSCRIPTION_NUMBER],
+            "",
+            Some(0),
+            "OK",
+        ),
+        (
+            vec!["--serial-number", seed::INSTALLED_ITEM_SERIAL_NUMBER],
+            "",
+            Some(0),
+            "OK",
+        ),
+        (
+            vec![
+                "--access-token-code",
+                seed::ACCESS_TOKEN_AUTHENTICATION_CODE,
+                "--subscription-type",
+                "No Such Type",
+            ],
+            "",
+            Some(1),
+            "NOT_FOUND",
+        ),
+        (
+            vec![
+                "--access-token-identifier",
+                seed::ACCESS_TOKEN_IDENTIFIER,
+                "--pass-code-stdin",
+            ],
+            "1234\n",
+            Some(0),
+            "OK",
+        ),
+        (
+            vec![
+                "--medium-identifier",
+                seed::MEDIUM_IDENTIFIER,
+                "--pass-code",
+                "0000",
+            ],
+            "",
+            Some(1),
+            "AUTHENTICATION_FAILED",
+        ),
+    ];
+    let outcomes = tokio::task::spawn_blocking(move || {
+        cases
+            .into_iter()
+            .map(|(flags, stdin, code, status)| {
+                let mut args = vec!["--token", seed::SESSION_TOKEN];
+                args.extend(flags);
+                (call_flags(&prefix, &args, stdin), code, status)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("join");
+    for ((code, stdout), expected_code, status) in outcomes {
+        assert_eq!(code, expected_code, "{stdout}");
+        let reply: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
+        assert_eq!(reply["status"]["code"], status, "{stdout}");
+    }
+    // Two identifiers, or JSON with flags, are refused before anything is sent.
+    let prefix = worker.prefix.clone();
+    let refused = tokio::task::spawn_blocking(move || {
+        [
+            call_flags(
+                &prefix,
+                &[
+                    "--token",
+                    "T",
+                    "--subscription-number",
+                    "S",
+                    "--item-id",
+                    "X",
+                ],
+                "",
+            ),
+            call_flags(
+                &prefix,
+                &["{}", "--token", "T", "--subscription-number", "S"],
+                "",
+            ),
+            call_flags(&prefix, &["--token", "T", "--medium-identifier", "M"], ""),
+        ]
+    })
+    .await
+    .expect("join");
+    for (code, stdout) in refused {
+        assert_eq!(code, Some(2));
+        assert!(stdout.is_empty());
+    }
+}

@@ -418,7 +418,13 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy in front of PostgreSQL.
     pub async fn start() -> Proxy {
+        Proxy::start_to("127.0.0.1:5432").await
+    }
+
+    /// A proxy in front of `target` (such as RabbitMQ's `127.0.0.1:5672`).
+    pub async fn start_to(target: &'static str) -> Proxy {
         use std::sync::atomic::Ordering;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -437,9 +443,7 @@ impl Proxy {
                     }
                     let mut cut = generation.subscribe();
                     tokio::spawn(async move {
-                        let Ok(mut outbound) =
-                            tokio::net::TcpStream::connect("127.0.0.1:5432").await
-                        else {
+                        let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
                             return;
                         };
                         tokio::select! {

@@ -2,10 +2,13 @@
 //! worker on its own database and queue prefix, so tests run in parallel.
 
 mod asyncapi;
+mod batch;
 mod broker_view;
 mod call;
 mod cli;
+mod client;
 mod codes;
+mod examples;
 mod faults;
 mod fixtures;
 mod helpers;

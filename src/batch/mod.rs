@@ -1,0 +1,240 @@
+//! `batch`: authenticates every request line of a file through a
+//! [`Client`](crate::client::Client) and writes one result line per request line, in
+//! input order, so a nightly job needs no AMQP code of its own.
+//!
+//! At most `--window` request lines are between being read and being written: sent and
+//! unanswered, or answered and waiting for an earlier line to be written (results
+//! arrive out of order and are put back in order in a buffer the window bounds). So
+//! memory stays bounded whatever the file's size.
+//!
+//! Requests go persistent, with publisher confirms, to the batch queue (or with
+//! `--interactive` the interactive one). A reply that does not come within `--timeout`
+//! (300 s by default: long enough for a worker restart, since the request waits in its
+//! durable queue meanwhile), or a lost connection, stops the job with exit 2 after the
+//! lines before it are written; `--resume` then completes the same output.
+
+mod input;
+mod output;
+mod progress;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+
+use crate::client::{Client, ClientError, Queue, Reply};
+use crate::error::Code;
+
+pub use input::{count_requests, Format, Input, Item, ItemKind};
+pub use output::{resume, Output, ResultLine, Written};
+pub use progress::Progress;
+
+/// `batch`'s command line.
+#[derive(Args, Debug)]
+pub struct BatchArgs {
+    /// The broker.
+    #[command(flatten)]
+    pub broker: crate::config::Broker,
+    /// The requests: NDJSON (one request body per line), or CSV for a name ending in
+    /// `.csv` or with --format csv (a header of `token` and `<identifier>.<field>`).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where the results go: one NDJSON line per request line, in input order.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// The login token of every request that has none.
+    #[arg(long, env = "TUCANO_BATCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Complete the output a stopped or killed run left: its lines are not sent again.
+    #[arg(long)]
+    pub resume: bool,
+    /// Request lines read but not yet written (sent and unanswered, or answered and
+    /// waiting for an earlier line) at most.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub window: u32,
+    /// Send to the interactive queue instead of the batch queue.
+    #[arg(long)]
+    pub interactive: bool,
+    /// The input format (default: by the file name).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Seconds to wait for one reply before stopping the job (exit 2; resume later).
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Seconds between progress lines when standard error is not a terminal.
+    #[arg(long, default_value_t = 10, hide = true)]
+    pub progress_every: u64,
+}
+
+/// Runs `batch`: exit 0 when every line of the output is `OK`, 1 when some line is
+/// not, 2 when the job could not run or finish.
+pub async fn run(amqp_url: &str, queue_prefix: &str, args: &BatchArgs) -> ExitCode {
+    match execute(amqp_url, queue_prefix, args).await {
+        Ok(written) if written.not_ok() == 0 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The whole job; returns what the output holds at the end.
+async fn execute(amqp_url: &str, queue_prefix: &str, args: &BatchArgs) -> anyhow::Result<Written> {
+    let format = Format::of(&args.input, args.format);
+    let total = count_requests(&args.input, format)?;
+    let mut input = Input::open(&args.input, format, args.token.clone())?;
+    let mut written = if args.resume {
+        resume(&args.output)?
+    } else {
+        Written::default()
+    };
+    let mut output = Output::open(&args.output, args.resume)?;
+    let client = Client::connect(amqp_url, queue_prefix)
+        .await
+        .context("cannot connect to RabbitMQ (AMQP_URL)")?;
+    let mut progress = Progress::new(
+        total,
+        &written,
+        Duration::from_secs(args.progress_every.max(1)),
+    );
+    let job = Job {
+        client: &client,
+        queue: if args.interactive {
+            Queue::Interactive
+        } else {
+            Queue::Batch
+        },
+        window: args.window as usize,
+        timeout: Duration::from_secs(args.timeout),
+    };
+    let outcome = job
+        .pump(&mut input, &mut output, &mut written, &mut progress)
+        .await;
+    client.close().await;
+    match outcome {
+        Ok(()) => {
+            progress.finish(&written, "done");
+            Ok(written)
+        }
+        Err(err) => {
+            progress.finish(&written, "stopped");
+            Err(err.context("the job stopped; run the same command with --resume to complete it"))
+        }
+    }
+}
+
+/// How a request line ended, before it is written.
+enum Answer {
+    Reply(Reply),
+    /// A code given here, with its message (`INVALID_REQUEST` for an unreadable line).
+    Local(Code, String),
+}
+
+struct Job<'a> {
+    client: &'a Client,
+    queue: Queue,
+    window: usize,
+    timeout: Duration,
+}
+
+impl Job<'_> {
+    /// Reads, sends and writes until the input ends or a call fails.
+    async fn pump(
+        &self,
+        input: &mut Input,
+        output: &mut Output,
+        written: &mut Written,
+        progress: &mut Progress,
+    ) -> anyhow::Result<()> {
+        let skip_through = written.last_line;
+        let mut calls = FuturesUnordered::new();
+        // Answers by sequence number, waiting for every earlier one to be written.
+        let mut answered: BTreeMap<u64, (u64, Answer)> = BTreeMap::new();
+        let (mut next_read, mut next_write, mut exhausted) = (0_u64, 0_u64, false);
+        loop {
+            while !exhausted && calls.len() + answered.len() < self.window {
+                let Some(item) = input.next_item()? else {
+                    exhausted = true;
+                    break;
+                };
+                if item.line <= skip_through {
+                    continue;
+                }
+                let seq = next_read;
+                next_read += 1;
+                match item.kind {
+                    ItemKind::Invalid(why) => {
+                        answered.insert(seq, (item.line, Answer::Local(Code::InvalidRequest, why)));
+                    }
+                    ItemKind::Request(body) => {
+                        let line = item.line;
+                        calls.push(async move {
+                            let result = self.client.send(self.queue, &body, self.timeout).await;
+                            (seq, line, result)
+                        });
+                    }
+                }
+            }
+            while let Some(entry) = answered.first_entry() {
+                if *entry.key() != next_write {
+                    break;
+                }
+                let (line, answer) = entry.remove();
+                write(output, written, progress, line, &answer)?;
+                next_write += 1;
+            }
+            let Some((seq, line, result)) = calls.next().await else {
+                if exhausted && answered.is_empty() {
+                    return Ok(());
+                }
+                continue;
+            };
+            let answer = match result {
+                Ok(reply) => Answer::Reply(reply),
+                Err(ClientError::BadReply(why)) => {
+                    Answer::Local(Code::InternalError, format!("unreadable reply: {why}"))
+                }
+                Err(err) => {
+                    return Err(anyhow::Error::new(err).context(format!("input line {line}")))
+                }
+            };
+            answered.insert(seq, (line, answer));
+        }
+    }
+}
+
+fn write(
+    output: &mut Output,
+    written: &mut Written,
+    progress: &mut Progress,
+    line: u64,
+    answer: &Answer,
+) -> anyhow::Result<()> {
+    let result = match answer {
+        Answer::Reply(reply) => ResultLine {
+            line,
+            code: reply.code.as_str(),
+            subscription_id: reply.subscription_id.as_deref(),
+            jwt: reply.jwt.as_deref(),
+            message: &reply.message,
+        },
+        Answer::Local(code, message) => ResultLine {
+            line,
+            code: code.as_str(),
+            subscription_id: None,
+            jwt: None,
+            message,
+        },
+    };
+    output.write(&result)?;
+    written.count(result.code);
+    written.last_line = line;
+    progress.line(result.code == Code::Ok.as_str());
+    Ok(())
+}

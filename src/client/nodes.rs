@@ -1,0 +1,74 @@
+//! `AMQP_URL` as a list of cluster nodes: splitting it, connecting to the first node
+//! that answers starting at a random one, and naming a node without its password.
+
+use lapin::Connection;
+
+use super::ClientError;
+
+/// The node URLs of a comma-separated `AMQP_URL`, blanks dropped.
+pub fn split_nodes(amqp_url: &str) -> Vec<&str> {
+    amqp_url
+        .split(',')
+        .map(str::trim)
+        .filter(|node| !node.is_empty())
+        .collect()
+}
+
+/// A node URL fit for a message: `user:password@` removed.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparsable URL>".to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}{path}")
+}
+
+/// Connects to one of the nodes of `amqp_url`, trying each once, starting at a random
+/// one so that clients spread across a cluster.
+pub(super) async fn connect_any(amqp_url: &str, role: &str) -> Result<Connection, ClientError> {
+    let nodes = split_nodes(amqp_url);
+    if nodes.is_empty() {
+        return Err(ClientError::Connection("AMQP_URL names no node".to_owned()));
+    }
+    let start = (uuid::Uuid::new_v4().as_u128() % nodes.len() as u128) as usize;
+    let mut failures = Vec::new();
+    for offset in 0..nodes.len() {
+        let node = nodes[(start + offset) % nodes.len()];
+        match crate::broker::connect(node, role).await {
+            Ok(connection) => return Ok(connection),
+            Err(err) => failures.push(format!("{}: {err}", redact(node))),
+        }
+    }
+    Err(ClientError::Connection(format!(
+        "no node of AMQP_URL answered ({})",
+        failures.join("; ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_is_split_on_commas_and_blanks_dropped() {
+        assert_eq!(
+            split_nodes("amqp://a:5672/%2f, amqp://b:5672/%2f,,"),
+            ["amqp://a:5672/%2f", "amqp://b:5672/%2f"]
+        );
+        assert_eq!(split_nodes("amqp://a"), ["amqp://a"]);
+    }
+
+    #[test]
+    fn a_node_is_shown_without_its_credentials() {
+        assert_eq!(
+            redact("amqp://guest:s3cret@rabbit-1:5672/%2f"),
+            "amqp://rabbit-1:5672/%2f"
+        );
+        assert_eq!(redact("amqps://host"), "amqps://host");
+        assert!(!redact("guest:s3cret@host").contains("s3cret"));
+    }
+}
