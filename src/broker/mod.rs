@@ -132,7 +132,8 @@ pub async fn consume_no_ack(channel: &Channel, queue: &str) -> Result<Consumer, 
         .await
 }
 
-/// Exponential backoff for reconnecting: 100 ms doubling up to 5 s.
+/// Exponential backoff for reconnecting: 100 ms doubling up to 2 s, so a broker that
+/// comes back is served again within the 5 s in which readiness must follow.
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
     next: Duration,
@@ -145,10 +146,10 @@ impl Backoff {
         }
     }
 
-    /// The delay to wait now; the following one is twice as long, at most 5 s.
+    /// The delay to wait now; the following one is twice as long, at most 2 s.
     pub(crate) fn step(&mut self) -> Duration {
         let now = self.next;
-        self.next = (self.next * 2).min(Duration::from_secs(5));
+        self.next = (self.next * 2).min(Duration::from_secs(2));
         now
     }
 }

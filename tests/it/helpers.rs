@@ -494,6 +494,8 @@ pub fn start_binary(
         .env("AMQP_URL", AMQP_URL)
         .env("DATABASE_URL", db_url)
         .env("QUEUE_PREFIX", prefix)
+        // A free port each, so workers of tests in parallel never collide.
+        .env("METRICS_ADDR", "127.0.0.1:0")
         .env("TUCANO_JWT_SECRET", JWT_SECRET)
         .env("CRM_TOKEN_SECRET", CRM_SECRET)
         .env("TUCANO_PREFETCH", "64")

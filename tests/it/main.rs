@@ -14,6 +14,7 @@ mod fixtures;
 mod helpers;
 mod hostile;
 mod jwt;
+mod observe;
 mod paths;
 mod recovery;
 mod routing;

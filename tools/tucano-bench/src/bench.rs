@@ -468,6 +468,8 @@ impl Bench {
             ("QUEUE_PREFIX", prefix.to_owned()),
             ("QUEUE_TYPE", options.queue_type.as_str().to_owned()),
             ("TUCANO_JWT_SECRET", self.jwt_secret.clone()),
+            // A free port: the default would collide with any other worker here.
+            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
             (
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),

@@ -115,6 +115,7 @@ fn start_worker(args: &Args, prefix: &str, log: &PathBuf) -> anyhow::Result<Chil
         .env("DATABASE_URL", &args.database_url)
         .env("QUEUE_PREFIX", prefix)
         .env("TUCANO_JWT_SECRET", JWT_SECRET)
+        .env("METRICS_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
