@@ -38,6 +38,15 @@ pub enum Command {
     SeedDemo,
     /// Send one request and print the reply body (exit 0 on OK, 1 on another status, 2 on timeout).
     Call(Call),
+    /// Load a CSV file into one table, upserting by natural key (exit 0 all loaded, 1
+    /// some rows rejected, 2 nothing loaded).
+    Import(Import),
+    /// Add or disable CRM API users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Open or release login sessions (print a login token, log one out).
+    #[command(subcommand)]
+    Session(SessionCommand),
     /// Internal: the pass-code verifier process `serve` starts (reads verifications on
     /// standard input until it closes).
     #[command(name = crate::store::pass_code::HELPER_COMMAND, hide = true)]
@@ -134,6 +143,64 @@ pub struct Call {
     /// Send to the batch queue instead of the interactive one.
     #[arg(long)]
     pub batch: bool,
+}
+
+/// `import`: one CSV file into one table.
+#[derive(Args)]
+pub struct Import {
+    /// The CSV file; its header row names the columns.
+    pub file: PathBuf,
+    /// The table to load.
+    #[arg(long, value_enum)]
+    pub table: crate::import::Table,
+}
+
+/// `user ...`.
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Add an ACTIVE API user.
+    Add {
+        /// Its username.
+        username: String,
+        /// Its organisation.
+        #[arg(long)]
+        organisation: String,
+        /// Read a password from standard input (stored as Argon2).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Make an API user INACTIVE: its login tokens are refused from then on.
+    Disable {
+        /// Its username.
+        username: String,
+    },
+}
+
+/// `session ...`.
+#[derive(Subcommand)]
+pub enum SessionCommand {
+    /// Open a session and print its login token.
+    Open {
+        /// The API user.
+        username: String,
+        /// Lifetime, such as 90s, 30m, 2h, 7d.
+        #[arg(long, default_value = "24h", value_parser = crate::admin::parse_ttl)]
+        ttl: Duration,
+        /// Print an R12-style JWT signed with CRM_TOKEN_SECRET instead of 32 hex digits.
+        #[arg(long)]
+        jwt: bool,
+        /// HS256 secret of CRM login tokens in JWT form.
+        #[arg(long, env = "CRM_TOKEN_SECRET", hide_env_values = true)]
+        crm_token_secret: Option<String>,
+    },
+    /// Release (log out) the session of a login token (`-` reads it from standard input).
+    Release {
+        /// The login token, in either form, or `-`.
+        token: String,
+        /// HS256 secret of CRM login tokens in JWT form.
+        #[arg(long, env = "CRM_TOKEN_SECRET", hide_env_values = true)]
+        crm_token_secret: Option<String>,
+    },
 }
 
 /// `x-queue-type` of the request queues.

@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 
+pub mod admin;
 pub mod broker;
 pub mod call;
 pub mod config;
 pub mod error;
 pub mod handle;
 pub mod health;
+pub mod import;
 pub mod request;
 pub mod schema;
 pub mod secret;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use tucano_auth::call::{call, CallOutcome};
 use tucano_auth::config::{Cli, Command, Settings};
-use tucano_auth::{broker, store, worker};
+use tucano_auth::{admin, broker, store, worker};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -21,7 +21,12 @@ fn main() -> ExitCode {
             }
         };
     }
-    tucano_auth::telemetry::init("info");
+    // The data commands print what the operator needs; the log says only what went wrong.
+    let level = match cli.command {
+        Command::Import(_) | Command::User(_) | Command::Session(_) => "warn",
+        _ => "info",
+    };
+    tucano_auth::telemetry::init(level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -71,6 +76,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!("demo data loaded");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Import(args) => Ok(ExitCode::from(
+            admin::commands::import(&common.database_url, args).await,
+        )),
+        Command::User(command) => Ok(ExitCode::from(
+            admin::commands::user(&common.database_url, command).await,
+        )),
+        Command::Session(command) => Ok(ExitCode::from(
+            admin::commands::session(&common.database_url, command).await,
+        )),
         // Served by `main` before any runtime or logging starts; never reaches here.
         Command::PassCodeHelper => Ok(ExitCode::SUCCESS),
         Command::Call(args) => {
