@@ -6,6 +6,7 @@ mod codes;
 mod faults;
 mod fixtures;
 mod helpers;
+mod import;
 mod jwt;
 mod paths;
 mod recovery;
