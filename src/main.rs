@@ -21,9 +21,10 @@ fn main() -> ExitCode {
             }
         };
     }
-    // The data commands print what the operator needs; the log says only what went wrong.
+    // The data commands print what the operator needs; the log says only what went
+    // wrong (not that a statement was slow: a large import's are).
     let level = match cli.command {
-        Command::Import(_) | Command::User(_) | Command::Session(_) => "warn",
+        Command::Import(_) | Command::User(_) | Command::Session(_) => "warn,sqlx::query=error",
         _ => "info",
     };
     tucano_auth::telemetry::init(level);

@@ -187,7 +187,8 @@ fn read_all(
     counters: &Counters,
     chunks: &mpsc::Sender<Vec<u8>>,
 ) -> anyhow::Result<Read> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let hasher =
+        hashing::Hasher::start(std::thread::available_parallelism().map_or(2, |n| n.get()));
     let present = source.header.present(table);
     let mut read = Read {
         rows: 0,
@@ -225,7 +226,7 @@ fn read_all(
                 let stored = runtime
                     .block_on(stage::stored_hashes(pool, table, keys))
                     .context("cannot read the stored pass-code hashes")?;
-                read.hashed += hashing::settle(&mut rows, &stored, threads)? as u64;
+                read.hashed += hasher.settle(&mut rows, &stored)?;
             }
             let mut out = Vec::with_capacity(rows.len() * 96);
             for row in &rows {
