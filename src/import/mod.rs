@@ -125,12 +125,15 @@ pub async fn run(database_url: &str, job: &Job) -> anyhow::Result<Outcome> {
     copy.finish()
         .await
         .context("COPY into the staging table failed; nothing imported")?;
-    drop(progress);
-    eprintln!(
-        "import: {} rows read; checking references and loading {}",
-        read.rows,
-        job.table.name()
-    );
+    let copied = started.elapsed();
+    counters.loading.store(true, Ordering::Relaxed);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!(
+            "import: {} rows read; checking references and loading {}",
+            read.rows,
+            job.table.name()
+        );
+    }
 
     let checked = stage::rejections(&mut tx, job.table, &header)
         .await
@@ -142,12 +145,20 @@ pub async fn run(database_url: &str, job: &Job) -> anyhow::Result<Outcome> {
     stage::drop_lines(&mut tx, &lines)
         .await
         .context("nothing imported")?;
+    let checked_at = started.elapsed();
     let (inserted, updated) = stage::upsert(&mut tx, job.table, &header)
         .await
         .with_context(|| format!("loading {} failed; nothing imported", job.table.name()))?;
     tx.commit()
         .await
         .context("commit failed; nothing imported")?;
+    drop(progress);
+    tracing::debug!(
+        ?copied,
+        checks = ?(checked_at - copied),
+        upsert_and_commit = ?(started.elapsed() - checked_at),
+        "import phases"
+    );
 
     let mut rejections = read.rejections;
     rejections.extend(checked);
@@ -162,7 +173,6 @@ pub async fn run(database_url: &str, job: &Job) -> anyhow::Result<Outcome> {
         rejected,
         hashed: read.hashed,
     };
-    tracing::debug!(elapsed = ?started.elapsed(), "import done");
     Ok(Outcome {
         summary,
         rejections,

@@ -60,6 +60,8 @@ pub struct Counters {
     pub rows: AtomicU64,
     /// Rows rejected while reading.
     pub rejected: AtomicU64,
+    /// Set once the file is read: the checks and the upsert run.
+    pub loading: AtomicBool,
 }
 
 /// The progress display on standard error: a bar when it is a terminal, else a line
@@ -94,8 +96,25 @@ impl Progress {
                 .spawn(move || {
                     let started = Instant::now();
                     let mut last_line = Instant::now();
+                    let mut loading_since = None;
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(200));
+                        if counters.loading.load(Ordering::Relaxed) {
+                            let since = *loading_since.get_or_insert_with(Instant::now);
+                            let message = format!(
+                                "checking references and loading ({} s)",
+                                since.elapsed().as_secs()
+                            );
+                            match &bar {
+                                Some(bar) => bar.set_message(message),
+                                None if last_line.elapsed() >= LINE_EVERY => {
+                                    last_line = Instant::now();
+                                    eprintln!("import: {message}");
+                                }
+                                None => {}
+                            }
+                            continue;
+                        }
                         let bytes = counters.bytes.load(Ordering::Relaxed);
                         let rows = counters.rows.load(Ordering::Relaxed);
                         let rejected = counters.rejected.load(Ordering::Relaxed);
