@@ -3,11 +3,12 @@
 //! line while the rest loads, a second import changes nothing, and the sessions the
 //! binary opens, releases and disables are honoured by the worker.
 
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::io::AsyncWriteExt as _;
 
 use crate::helpers::{TestWorker, CRM_SECRET, PG_SERVER};
 
@@ -31,31 +32,71 @@ struct Run {
 
 /// Runs `tucano-auth ARGS` on `database`, with `stdin` on its standard input.
 async fn tucano(database: &str, args: &[&str], stdin: Option<&str>) -> Run {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tucano-auth"))
-        .args(args)
-        .env("DATABASE_URL", format!("{PG_SERVER}/{database}"))
-        .env("CRM_TOKEN_SECRET", CRM_SECRET)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the binary");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).await.expect("write stdin");
-    }
-    drop(input);
-    let out = tokio::time::timeout(crate::helpers::TIMEOUT * 3, child.wait_with_output())
-        .await
-        .expect("the binary finishes in time")
-        .expect("the binary runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let env = [
+        ("DATABASE_URL", format!("{PG_SERVER}/{database}")),
+        ("CRM_TOKEN_SECRET", CRM_SECRET.to_owned()),
+    ];
+    run_binary(args, &env, stdin).await
+}
+
+/// Runs the binary with `args` and `env`, killing it after a minute. Through std's
+/// processes on a blocking thread: tokio's child reaping hung when other tests'
+/// runtimes had shut down.
+async fn run_binary(args: &[&str], env: &[(&str, String)], stdin: Option<&str>) -> Run {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    let stdin = stdin.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tucano-auth"))
+            .args(&args)
+            .envs(env)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the binary");
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).expect("write stdin");
+        }
+        drop(input);
+        // Read both pipes on threads of their own so a chatty child never blocks.
+        let mut out = child.stdout.take().expect("stdout");
+        let mut err = child.stderr.take().expect("stderr");
+        let out = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = out.read_to_string(&mut text);
+            text
+        });
+        let err = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            text
+        });
+        let deadline = Instant::now() + crate::helpers::TIMEOUT * 3;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tucano-auth {args:?} did not finish in time");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: out.join().expect("stdout reader"),
+            stderr: err.join().expect("stderr reader"),
+        }
+    })
+    .await
+    .expect("the binary's thread")
 }
 
 fn sample(table: &str) -> PathBuf {
@@ -492,16 +533,17 @@ async fn files_that_cannot_be_loaded_exit_2_and_load_nothing() {
 
     // An unreachable database.
     let good = TempCsv::new("number,name,life_cycle_state\nAR7,x,ACTIVE\n");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tucano-auth"))
-        .args(["import", good.path(), "--table", "accounts_receivable"])
-        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere")
-        .output();
-    let out = tokio::time::timeout(crate::helpers::TIMEOUT * 3, out)
-        .await
-        .expect("in time")
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing imported"));
+    let run = run_binary(
+        &["import", good.path(), "--table", "accounts_receivable"],
+        &[(
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/nowhere".to_owned(),
+        )],
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("nothing imported"), "{}", run.stderr);
 }
 
 #[tokio::test]
