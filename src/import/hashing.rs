@@ -9,7 +9,7 @@
 //! The runs go to one long-lived thread per core, each reusing its Argon2 memory:
 //! threads started per chunk, allocating 19 MiB per run, left that memory in
 //! allocator arenas of their own and took an import of 1,000 pass codes to 4.8 GiB
-//! RSS (see `docs/import.md`).
+//! RSS (see `docs/import.md`, Performance).
 
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
