@@ -4,7 +4,7 @@
 //! The file is read on a thread of its own (`read.rs`), pass codes are hashed on every
 //! core (`hashing.rs`), and the rows stream into a temporary staging table through
 //! `COPY`; the checks that need the database and the upsert are one statement each
-//! (`stage.rs`), all in one transaction: an import that fails half-way loads nothing.
+//! (`stage.rs`, `upsert.rs`), all in one transaction: an import that fails half-way loads nothing.
 //! Memory stays bounded by a chunk of rows, whatever the size of the file (duplicate
 //! keys are found in SQL, by the line number staged with each row).
 //!
@@ -16,6 +16,7 @@ mod read;
 mod report;
 mod stage;
 mod table;
+mod upsert;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -146,7 +147,7 @@ pub async fn run(database_url: &str, job: &Job) -> anyhow::Result<Outcome> {
         .await
         .context("nothing imported")?;
     let checked_at = started.elapsed();
-    let (inserted, updated) = stage::upsert(&mut tx, job.table, &header)
+    let (inserted, updated) = upsert::upsert(&mut tx, job.table, &header)
         .await
         .with_context(|| format!("loading {} failed; nothing imported", job.table.name()))?;
     tx.commit()

@@ -106,7 +106,10 @@ impl Progress {
                                 since.elapsed().as_secs()
                             );
                             match &bar {
-                                Some(bar) => bar.set_message(message),
+                                Some(bar) => {
+                                    bar.set_position(total);
+                                    bar.set_message(message);
+                                }
                                 None if last_line.elapsed() >= LINE_EVERY => {
                                     last_line = Instant::now();
                                     eprintln!("import: {message}");
