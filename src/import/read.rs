@@ -253,7 +253,8 @@ impl Source {
     }
 }
 
-/// An id as the contract writes them: 32 hex digits (any case) or a hyphenated UUID.
+/// An id as requests and import files write them: 32 hex digits (any case) or a
+/// hyphenated UUID.
 pub fn parse_id(value: &str) -> Option<Uuid> {
     if !matches!(value.len(), 32 | 36) {
         return None;
