@@ -286,6 +286,16 @@ async fn imported_samples_authenticate_by_every_identifier_path() {
         assert_eq!(leaks, 0, "{table} holds the pass code {clear} in clear");
     }
 
+    let (password, leaks): (String, i64) = sqlx::query_as(
+        "SELECT password_hash, (SELECT count(*) FROM api_users t WHERE t::text LIKE '%change-me-please%') \
+         FROM api_users WHERE username = 'crm-loader'",
+    )
+    .fetch_one(&worker.pool)
+    .await
+    .expect("imported user");
+    assert!(password.starts_with("$argon2id$"), "{password}");
+    assert_eq!(leaks, 0, "the password is stored only as Argon2");
+
     // The same files again: nothing changes, pass codes included.
     for table in SAMPLES {
         let run = import(&worker, sample(table).to_str().expect("path"), table).await;
