@@ -53,6 +53,13 @@ pub enum Command {
     /// Authenticate every request of a file (NDJSON or CSV) and write one result line per
     /// request line, in input order (exit 0 all OK, 1 some not, 2 the job could not finish).
     Batch(Box<crate::batch::BatchArgs>),
+    /// Load a CSV file into one table, upserting by natural key (exit 0 all loaded, 1
+    /// some rows rejected, 2 nothing loaded).
+    Import(Import),
+    /// Add or disable CRM API users.
+    User(User),
+    /// Open or release login sessions (print a login token, log one out).
+    Session(Session),
     /// Internal: the pass-code verifier process `serve` starts (reads verifications on
     /// standard input until it closes).
     #[command(name = crate::store::pass_code::HELPER_COMMAND, hide = true)]
@@ -174,6 +181,89 @@ pub struct Call {
     /// Send to the batch queue instead of the interactive one.
     #[arg(long)]
     pub batch: bool,
+}
+
+/// `import`: one CSV file into one table.
+#[derive(Args)]
+pub struct Import {
+    /// The database.
+    #[command(flatten)]
+    pub database: Database,
+    /// The CSV file; its header row names the columns.
+    pub file: PathBuf,
+    /// The table to load.
+    #[arg(long, value_enum)]
+    pub table: crate::import::Table,
+}
+
+/// `user ...`: the database, then what to do.
+#[derive(Args)]
+pub struct User {
+    /// The database.
+    #[command(flatten)]
+    pub database: Database,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: UserCommand,
+}
+
+/// `session ...`: the database, then what to do.
+#[derive(Args)]
+pub struct Session {
+    /// The database.
+    #[command(flatten)]
+    pub database: Database,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SessionCommand,
+}
+
+/// `user add|disable`.
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Add an ACTIVE API user.
+    Add {
+        /// Its username.
+        username: String,
+        /// Its organisation.
+        #[arg(long)]
+        organisation: String,
+        /// Read a password from standard input (stored as Argon2).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Make an API user INACTIVE: its login tokens are refused from then on.
+    Disable {
+        /// Its username.
+        username: String,
+    },
+}
+
+/// `session open|release`.
+#[derive(Subcommand)]
+pub enum SessionCommand {
+    /// Open a session and print its login token.
+    Open {
+        /// The API user.
+        username: String,
+        /// Lifetime, such as 90s, 30m, 2h, 7d.
+        #[arg(long, default_value = "24h", value_parser = crate::admin::parse_ttl)]
+        ttl: Duration,
+        /// Print an R12-style JWT signed with CRM_TOKEN_SECRET instead of 32 hex digits.
+        #[arg(long)]
+        jwt: bool,
+        /// HS256 secret of CRM login tokens in JWT form.
+        #[arg(long, env = "CRM_TOKEN_SECRET", hide_env_values = true)]
+        crm_token_secret: Option<String>,
+    },
+    /// Release (log out) the session of a login token (`-` reads it from standard input).
+    Release {
+        /// The login token, in either form, or `-`.
+        token: String,
+        /// HS256 secret of CRM login tokens in JWT form.
+        #[arg(long, env = "CRM_TOKEN_SECRET", hide_env_values = true)]
+        crm_token_secret: Option<String>,
+    },
 }
 
 /// `x-queue-type` of the request queues.

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod admin;
 pub mod batch;
 pub mod broker;
 pub mod call;
@@ -8,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod handle;
 pub mod health;
+pub mod import;
 pub mod observe;
 pub mod reply_to;
 pub mod request;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tucano_auth::config::{Cli, Command, Settings};
-use tucano_auth::{batch, broker, call, store, worker};
+use tucano_auth::{admin, batch, broker, call, store, worker};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -20,7 +20,13 @@ fn main() -> ExitCode {
             }
         };
     }
-    tucano_auth::telemetry::init("info", cli.log_format);
+    // The data commands print what the operator needs; the log says only what went
+    // wrong (not that a statement was slow: a large import's are).
+    let level = match cli.command {
+        Command::Import(_) | Command::User(_) | Command::Session(_) => "warn,sqlx::query=error",
+        _ => "info",
+    };
+    tucano_auth::telemetry::init(level, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,6 +79,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!("demo data loaded");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Import(args) => {
+            let url = args.database.database_url.clone();
+            Ok(ExitCode::from(admin::commands::import(&url, args).await))
+        }
+        Command::User(args) => Ok(ExitCode::from(
+            admin::commands::user(&args.database.database_url, args.command).await,
+        )),
+        Command::Session(args) => Ok(ExitCode::from(
+            admin::commands::session(&args.database.database_url, args.command).await,
+        )),
         // Served by `main` before any runtime or logging starts; never reaches here.
         Command::PassCodeHelper => Ok(ExitCode::SUCCESS),
         Command::Call(args) => {

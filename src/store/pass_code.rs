@@ -367,7 +367,11 @@ pub fn serve_helper() -> io::Result<()> {
 
 /// What `PasswordVerifier::verify_password` does, with the caller's memory blocks instead
 /// of a fresh 19 MiB allocation per run. `None` when the hash's parameters are unusable.
-fn verify_into(pass_code: &[u8], hash: &PasswordHash<'_>, blocks: &mut Vec<Block>) -> Option<bool> {
+pub(crate) fn verify_into(
+    pass_code: &[u8],
+    hash: &PasswordHash<'_>,
+    blocks: &mut Vec<Block>,
+) -> Option<bool> {
     let algorithm = Algorithm::try_from(hash.algorithm).ok()?;
     let version = match hash.version {
         Some(v) => Version::try_from(v).ok()?,

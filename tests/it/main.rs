@@ -13,6 +13,7 @@ mod faults;
 mod fixtures;
 mod helpers;
 mod hostile;
+mod import;
 mod jwt;
 mod observe;
 mod paths;
