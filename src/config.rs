@@ -37,6 +37,9 @@ pub enum Command {
     SeedDemo(Database),
     /// Send one request and print the reply body (exit 0 on OK, 1 on another status, 2 on timeout).
     Call(Call),
+    /// GET a plain-HTTP URL and print the status line (exit 0 on 2xx, 1 on another
+    /// status, 2 without an answer); the container health check.
+    Probe(Probe),
     /// Internal: the pass-code verifier process `serve` starts (reads verifications on
     /// standard input until it closes).
     #[command(name = crate::store::pass_code::HELPER_COMMAND, hide = true)]
@@ -140,6 +143,16 @@ pub struct Call {
     /// Send to the batch queue instead of the interactive one.
     #[arg(long)]
     pub batch: bool,
+}
+
+/// `probe`: one HTTP GET, for container health checks (the image has no `curl`).
+#[derive(Args)]
+pub struct Probe {
+    /// The URL, plain HTTP: `http://127.0.0.1:9477/readyz`.
+    pub url: String,
+    /// How long to wait for the whole answer: `2s`, `500ms`, or seconds.
+    #[arg(long, default_value = "2s", value_parser = crate::probe::parse_timeout)]
+    pub timeout: Duration,
 }
 
 /// `x-queue-type` of the request queues.

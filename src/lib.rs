@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod handle;
 pub mod health;
+pub mod probe;
 pub mod reply_to;
 pub mod request;
 pub mod schema;

@@ -12,6 +12,7 @@ mod helpers;
 mod hostile;
 mod jwt;
 mod paths;
+mod probe;
 mod recovery;
 mod routing;
 mod service_times;
