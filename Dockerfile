@@ -1,8 +1,8 @@
 # Build stage: compile the release binary with the toolchain the project is tested on.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# A stripped binary: symbols and line tables stay out of the image (about a third of
-# the file). Set here, before both builds, so the cached dependencies match the last one.
+# A stripped binary: no symbols or line tables in the image (a panic's backtrace shows
+# addresses). Set before both builds, so the cached dependencies match the last one.
 ENV CARGO_PROFILE_RELEASE_STRIP=symbols \
     CARGO_PROFILE_RELEASE_DEBUG=0
 
