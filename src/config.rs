@@ -60,6 +60,9 @@ pub enum Command {
     User(User),
     /// Open or release login sessions (print a login token, log one out).
     Session(Session),
+    /// GET a plain-HTTP URL and print the status line (exit 0 on 2xx, 1 on another
+    /// status, 2 without an answer); the container health check.
+    Probe(Probe),
     /// Internal: the pass-code verifier process `serve` starts (reads verifications on
     /// standard input until it closes).
     #[command(name = crate::store::pass_code::HELPER_COMMAND, hide = true)]
@@ -264,6 +267,16 @@ pub enum SessionCommand {
         #[arg(long, env = "CRM_TOKEN_SECRET", hide_env_values = true)]
         crm_token_secret: Option<String>,
     },
+}
+
+/// `probe`: one HTTP GET, for container health checks (the image has no `curl`).
+#[derive(Args)]
+pub struct Probe {
+    /// The URL, plain HTTP: `http://127.0.0.1:9477/readyz`.
+    pub url: String,
+    /// How long to wait for the whole answer: `2s`, `500ms`, or seconds.
+    #[arg(long, default_value = "2s", value_parser = crate::probe::parse_timeout)]
+    pub timeout: Duration,
 }
 
 /// `x-queue-type` of the request queues.

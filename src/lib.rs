@@ -11,6 +11,7 @@ pub mod handle;
 pub mod health;
 pub mod import;
 pub mod observe;
+pub mod probe;
 pub mod reply_to;
 pub mod request;
 pub mod schema;

@@ -89,6 +89,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Session(args) => Ok(ExitCode::from(
             admin::commands::session(&args.database.database_url, args.command).await,
         )),
+        Command::Probe(args) => match tucano_auth::probe::probe(&args.url, args.timeout).await {
+            Ok(answer) => {
+                println!("{}", answer.status_line);
+                // Why it is not ready (`/readyz` names it), kept short for a health log.
+                let body = answer.body.trim();
+                if !answer.is_success() && !body.is_empty() {
+                    println!("{}", body.chars().take(1024).collect::<String>());
+                }
+                Ok(if answer.is_success() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                })
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                Ok(ExitCode::from(2))
+            }
+        },
         // Served by `main` before any runtime or logging starts; never reaches here.
         Command::PassCodeHelper => Ok(ExitCode::SUCCESS),
         Command::Call(args) => {

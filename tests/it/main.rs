@@ -17,6 +17,7 @@ mod import;
 mod jwt;
 mod observe;
 mod paths;
+mod probe;
 mod recovery;
 mod routing;
 mod service_times;
