@@ -361,6 +361,15 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.cancel();
     let _ = collector.await;
+    // Every hostile message answered too: none waits in a queue or was dead-lettered.
+    let mut hostile_left = 0;
+    if fault == Fault::Hostile {
+        let connection = Connection::connect(&args.amqp_url, Default::default()).await?;
+        for queue in [&names.interactive, &names.batch, &names.dead_letter] {
+            hostile_left += queue_depth(&connection, queue).await.unwrap_or(u32::MAX);
+        }
+        let _ = connection.close(200, "checked".into()).await;
+    }
     signal(&worker, "TERM");
     let exit = reap(&mut worker, Duration::from_secs(40)).await;
     cleanup(&args.amqp_url, &prefix).await;
@@ -368,19 +377,12 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
     let tally = ledger.tally();
     let mut passed = tally.missing == 0 && tally.confirmed > 0;
     if fault == Fault::Hostile {
-        // Every hostile message answered too: none waits in a queue or was dead-lettered.
-        let connection = Connection::connect(&args.amqp_url, Default::default()).await?;
-        let mut left = 0;
-        for queue in [&names.interactive, &names.batch, &names.dead_letter] {
-            left += queue_depth(&connection, queue).await.unwrap_or(u32::MAX);
-        }
-        let _ = connection.close(200, "checked".into()).await;
-        if left > 0 {
+        if hostile_left > 0 {
             other.push_str(&format!(
-                "; {left} messages left in the request or dead-letter queues"
+                "; {hostile_left} messages left in the request or dead-letter queues"
             ));
         }
-        passed &= passed_hostile && left == 0;
+        passed &= passed_hostile && hostile_left == 0;
     }
     if fault == Fault::Database {
         let only_expected = tally
