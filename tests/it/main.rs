@@ -17,6 +17,6 @@ mod jwt;
 mod observe;
 mod paths;
 mod recovery;
+mod request_duration;
 mod routing;
-mod service_times;
 mod shutdown;
