@@ -4,7 +4,6 @@
 //! ERROR or WARN line.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use crate::helpers::{cleanup, terminate, wait_for, BinaryRun};
 use crate::observe::{binary_with_metrics, http_get};

@@ -848,6 +848,8 @@ impl Bench {
             "\n### Time inside the process (open loop)\n\nFrom a delivery reaching the consume loop to its reply handed to the broker connection, as the process measures it (its `tucano_auth_request_duration_seconds` histogram in `/metrics`, scraped before and after the window); the rest of publish-to-reply is RabbitMQ, the network and the load generator. Percentiles are interpolated within the histogram's buckets (0.5, 1, 2.5, 5, 7.5, 10 ms, ...), so they are coarse; the mean is exact.\n\n| process | requests | p50 (ms) | p99 (ms) | p99.9 (ms) | mean (ms) | publish-to-reply p50 / p99 (ms) |\n|---|---:|---:|---:|---:|---:|---:|"
         );
         for (label, m, service) in rows {
+            // Three decimals: the echo's mean is a few microseconds.
+            let mean = format!("{:.3}", service.mean as f64 / 1000.0);
             let _ = writeln!(
                 self.out,
                 "| {label} | {} | {} | {} | {} | {} | {} / {} |",
@@ -855,7 +857,7 @@ impl Bench {
                 ms(service.p50),
                 ms(service.p99),
                 ms(service.p999),
-                ms(service.mean),
+                mean,
                 ms(m.open.latency.p50),
                 ms(m.open.latency.p99)
             );
