@@ -22,11 +22,11 @@ use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::{AbortOnDropHandle, TaskTracker};
+use tokio_util::task::TaskTracker;
 
 use super::delivery::Context;
 use super::replies::Replies;
-use super::stats::{report_on_sigusr1, Stats};
+use super::stats::Stats;
 use super::{declare, endpoint, open, parse_url, step, Backoff, Names, CLOSE_TIMEOUT};
 use crate::config::{QueueType, Settings};
 use crate::handle::Service;
@@ -51,8 +51,7 @@ enum Ended {
 }
 
 /// Serves requests until `shutdown` resolves, then drains (section 7). Reconnects to a
-/// lost broker with backoff; a topology the broker refuses is fatal. Meanwhile each
-/// SIGUSR1 logs the service times since the previous one.
+/// lost broker with backoff; a topology the broker refuses is fatal.
 pub async fn serve<S: Service>(
     settings: &Settings,
     handler: Arc<S>,
@@ -65,7 +64,6 @@ pub async fn serve<S: Service>(
     // The connection name carries the prefix, so an operator can tell workers apart.
     let role = format!("worker {}", settings.queue_prefix);
     let replies = Arc::new(Replies::new(&settings.amqp_url, &role));
-    let _reporter = AbortOnDropHandle::new(tokio::spawn(report_on_sigusr1(stats.clone())));
     let work = async {
         let mut backoff = Backoff::new();
         let mut first = true;

@@ -164,9 +164,7 @@ impl<S: Service> Context<S> {
             properties,
         };
         if let Some(started) = started {
-            let time = started.elapsed();
-            self.stats.service.record(time);
-            self.metrics.handed_off(time);
+            self.metrics.handed_off(started.elapsed());
         }
         self.replies.publish(&message).await
     }

@@ -20,7 +20,7 @@ use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Channel, Connect, Connection, ConnectionProperties, Consumer};
 
 pub use consumer::{serve, SHUTDOWN_SLACK};
-pub use stats::{log_summaries, ServiceReport, ServiceTimes, Stats, SERVICE_REPORT};
+pub use stats::{log_summaries, Stats};
 pub use topology::{
     dead_letter_queue_arguments, declare, delete, request_queue_arguments, Names, TopologyError,
 };

@@ -19,6 +19,6 @@ mod observe;
 mod paths;
 mod probe;
 mod recovery;
+mod request_duration;
 mod routing;
-mod service_times;
 mod shutdown;

@@ -112,7 +112,7 @@ async fn readyz_follows_a_broker_outage() {
 
 /// Starts the real binary with `env` and returns it with the address its metrics
 /// server bound (read from its log, which goes to `log`).
-async fn binary_with_metrics(
+pub async fn binary_with_metrics(
     run: &BinaryRun,
     env: &[(&str, &str)],
     log: &std::path::Path,

@@ -5,7 +5,8 @@
 //!
 //! It runs as a separate process (`tucano-bench echo-worker`, hidden), configured by
 //! the same environment variables as `tucano-auth serve`, so the worker and the echo
-//! are measured the same way (CPU time and peak RSS from `/proc`).
+//! are measured the same way (CPU time and peak RSS from `/proc`, the time inside the
+//! process from the `/metrics` it serves on `METRICS_ADDR`, as the worker does).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -98,12 +99,13 @@ pub fn run() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(broker::serve(
-        &settings,
-        Arc::new(echo),
-        Arc::new(Stats::default()),
-        shutdown_signal(),
-    ))
+    runtime.block_on(async {
+        let stats = Arc::new(Stats::default());
+        // The worker's observers, so the echo serves the same `/metrics` (the bench reads
+        // the time inside it there) at the same per-request cost.
+        let _observers = tucano_auth::observe::start(settings.metrics_addr, &stats, None).await?;
+        broker::serve(&settings, Arc::new(echo), stats, shutdown_signal()).await
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -19,6 +19,7 @@
 //! - `load.rs`: closed and open loops over direct reply-to, the batch flood.
 //! - `echo.rs`: the echo service and its process.
 //! - `procs.rs`: child processes and `/proc` (CPU time, peak RSS).
+//! - `scrape.rs`: the time inside a process, from its `/metrics` histogram.
 //! - `report.rs`: percentiles, windows and table rows.
 
 mod bench;
@@ -28,6 +29,7 @@ mod load;
 mod procs;
 mod report;
 mod requests;
+mod scrape;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,5 +1,6 @@
 //! Processes: starting the worker (or the echo) as a child, reading CPU time and peak
-//! RSS of it and of the services from `/proc`, and stopping it with SIGTERM.
+//! RSS of it and of the services from `/proc`, its request durations from its
+//! `/metrics` ([`crate::scrape`]), and stopping it with SIGTERM.
 //!
 //! CPU time is `utime + stime` of `/proc/PID/stat` (all threads, in clock ticks, 10 ms
 //! here); peak RSS is `VmHWM` of `/proc/PID/status`. Both add up the process and its
@@ -14,7 +15,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tokio::time::Instant;
-use tucano_auth::broker::{ServiceReport, SERVICE_REPORT};
+
+use crate::scrape::{self, Durations};
 
 /// A child process of the bench: the worker or the echo.
 pub struct Proc {
@@ -105,26 +107,18 @@ impl Proc {
         Ok(own + children)
     }
 
-    /// Sends SIGUSR1, on which the worker and the echo log how long the requests since
-    /// their previous report spent inside them, and reads that report back from the
-    /// log; `None` if none appeared within 2 s.
-    pub async fn service_times(&self) -> Option<ServiceReport> {
-        // A worker built before SIGUSR1 reported anything would die of it.
-        if !catches_sigusr1(self.pid()) {
-            return None;
-        }
-        let before = service_reports(&self.log).len();
-        let pid = rustix::process::Pid::from_raw(i32::try_from(self.pid()).ok()?)?;
-        rustix::process::kill_process(pid, rustix::process::Signal::USR1).ok()?;
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            let reports = service_reports(&self.log);
-            if reports.len() > before {
-                return reports.last().copied();
-            }
-        }
-        None
+    /// Its request-duration histogram now, from its `/metrics` (its log names the
+    /// address); `None` if it serves none (a worker built before the metrics, or with
+    /// `METRICS_ADDR=off`) or the scrape failed.
+    pub async fn durations(&self) -> Option<Durations> {
+        let addr = scrape::metrics_addr(&self.log)?;
+        let text = scrape::get_metrics(addr)
+            .await
+            .inspect_err(|err| eprintln!("{}: cannot scrape /metrics: {err:#}", self.name))
+            .ok()?;
+        Durations::parse(&text)
+            .inspect_err(|err| eprintln!("{}: {err:#}", self.name))
+            .ok()
     }
 
     /// Sends SIGTERM and waits up to `grace` for it to exit (then SIGKILL).
@@ -326,68 +320,5 @@ impl Around {
             broker: ticks_to_duration(sum(&self.broker, &earlier.broker)),
             database: ticks_to_duration(sum(&self.database, &earlier.database)),
         }
-    }
-}
-
-/// Whether process `pid` has a handler for SIGUSR1 (`SigCgt` of `/proc/PID/status`).
-fn catches_sigusr1(pid: u32) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("SigCgt:"))
-        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-        // Bit n - 1 stands for signal n; SIGUSR1 is 10 on Linux.
-        .is_some_and(|mask| mask & (1 << 9) != 0)
-}
-
-/// The service-time reports in the log at `path`, oldest first.
-fn service_reports(path: &Path) -> Vec<ServiceReport> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter(|line| line.contains(SERVICE_REPORT))
-        .filter_map(parse_service_report)
-        .collect()
-}
-
-/// The figures of one report line (`requests=N p50_us=N ...`). A worker that reports
-/// logs plain text to a file (colours are for terminals only).
-fn parse_service_report(line: &str) -> Option<ServiceReport> {
-    let field = |name: &str| -> Option<u64> {
-        line.split_whitespace()
-            .find_map(|token| token.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
-    };
-    Some(ServiceReport {
-        requests: field("requests")?,
-        p50: field("p50_us")?,
-        p99: field("p99_us")?,
-        p999: field("p999_us")?,
-        max: field("max_us")?,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_a_service_report() {
-        let expected = ServiceReport {
-            requests: 31000,
-            p50: 700,
-            p99: 2300,
-            p999: 4100,
-            max: 9800,
-        };
-        let line = "2026-11-28T06:00:00.000000Z  INFO tucano_auth::broker::consumer: service times since the last report (delivery to reply handed to the broker connection) requests=31000 p50_us=700 p99_us=2300 p999_us=4100 max_us=9800";
-        assert_eq!(parse_service_report(line), Some(expected));
-        assert_eq!(
-            parse_service_report("service times since the last report requests=3"),
-            None,
-            "a line missing a figure is no report"
-        );
     }
 }

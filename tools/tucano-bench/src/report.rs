@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::load::Sample;
 use crate::procs::AroundDelta;
 use crate::requests::Path;
-use tucano_auth::broker::ServiceReport;
+use crate::scrape::ServiceReport;
 
 /// Latency percentiles of a set of replies, in microseconds.
 #[derive(Debug, Clone, Copy, Default)]
@@ -79,8 +79,8 @@ pub struct Window {
     pub cpu: Duration,
     /// CPU time used in it around the process.
     pub around: AroundDelta,
-    /// The process's own service times over it (from its SIGUSR1 reports), if it
-    /// reported them.
+    /// The process's own time inside it over the window (from its `/metrics`), if it
+    /// serves them.
     pub service: Option<ServiceReport>,
 }
 
