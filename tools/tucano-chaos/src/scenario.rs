@@ -146,25 +146,9 @@ async fn wait_consuming(url: &str, queue: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(connection) = Connection::connect(url, Default::default()).await {
-            let ready = match connection.create_channel().await {
-                Ok(channel) => {
-                    let ready = channel
-                        .queue_declare(
-                            queue.into(),
-                            QueueDeclareOptions {
-                                passive: true,
-                                ..QueueDeclareOptions::default()
-                            },
-                            FieldTable::default(),
-                        )
-                        .await
-                        .is_ok_and(|q| q.consumer_count() > 0);
-                    // Closed before its connection, or lapin logs an ERROR.
-                    let _ = channel.close(200, "ok".into()).await;
-                    ready
-                }
-                Err(_) => false,
-            };
+            let ready = passive_declare(&connection, queue)
+                .await
+                .is_some_and(|q| q.consumer_count() > 0);
             let _ = connection.close(200, "ok".into()).await;
             if ready {
                 return Ok(());
@@ -459,6 +443,13 @@ async fn hostile(
 
 /// Messages waiting in `queue`, by a passive declare.
 async fn queue_depth(connection: &Connection, queue: &str) -> Option<u32> {
+    passive_declare(connection, queue)
+        .await
+        .map(|q| q.message_count())
+}
+
+/// What a passive declare of `queue` says; `None` if it does not exist.
+async fn passive_declare(connection: &Connection, queue: &str) -> Option<lapin::Queue> {
     let channel = connection.create_channel().await.ok()?;
     let declared = channel
         .queue_declare(
@@ -471,8 +462,9 @@ async fn queue_depth(connection: &Connection, queue: &str) -> Option<u32> {
         )
         .await
         .ok();
+    // Closed before its connection, or lapin logs an ERROR.
     let _ = channel.close(200, "ok".into()).await;
-    declared.map(|q| q.message_count())
+    declared
 }
 
 /// A faulty consumer nacks one request until the delivery limit dead-letters it.
