@@ -72,6 +72,12 @@ impl Code {
         Code::ALL.into_iter().find(|code| code.as_str() == text)
     }
 
+    /// Its position in [`Code::ALL`], for tables indexed by code.
+    pub fn index(self) -> usize {
+        // The variants are declared in the order of `ALL` (a test checks it).
+        self as usize
+    }
+
     /// The code as it appears in `status.code` and the `x-status-code` header.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -265,6 +271,13 @@ fn is_transient(err: &tokio_postgres::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_indexes_its_place_in_all() {
+        for (i, code) in Code::ALL.iter().enumerate() {
+            assert_eq!(code.index(), i, "{code}");
+        }
+    }
     use crate::handle::Outcome;
     use crate::schema::Schemas;
 

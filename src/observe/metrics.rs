@@ -167,13 +167,8 @@ impl QueueMetrics {
 
     /// A request was answered (its reply confirmed) with `code`.
     pub fn answered(&self, code: Code) {
-        if let Some(counter) = Code::ALL
-            .iter()
-            .position(|c| *c == code)
-            .and_then(|i| self.by_code.get(i))
-        {
-            counter.increment(1);
-        }
+        // One counter per code of `Code::ALL`, so every index is in range.
+        self.by_code[code.index()].increment(1);
     }
 }
 
