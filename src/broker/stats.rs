@@ -69,3 +69,19 @@ pub async fn log_summaries(stats: Arc<Stats>, every: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_by_code_then_starts_over() {
+        let stats = Stats::default();
+        assert_eq!(stats.summary(), (0, String::new()));
+        for code in [Code::Ok, Code::NotFound, Code::Ok] {
+            stats.count(code);
+        }
+        assert_eq!(stats.summary(), (3, "OK 2, NOT_FOUND 1".to_owned()));
+        assert_eq!(stats.summary().0, 0, "counted again from zero");
+    }
+}

@@ -117,6 +117,23 @@ pub async fn binary_with_metrics(
     env: &[(&str, &str)],
     log: &std::path::Path,
 ) -> (std::process::Child, SocketAddr) {
+    let (child, addr) = start_with_metrics(run, env, log).await;
+    wait_for("the worker to consume", async || {
+        depth(&run.conn, &run.names.interactive)
+            .await
+            .is_some_and(|(_, consumers)| consumers > 0)
+    })
+    .await;
+    (child, addr)
+}
+
+/// Starts the real binary with `env` and returns it once its metrics server listens,
+/// with that address (read from its log, which goes to `log`).
+async fn start_with_metrics(
+    run: &BinaryRun,
+    env: &[(&str, &str)],
+    log: &std::path::Path,
+) -> (std::process::Child, SocketAddr) {
     let file = std::fs::File::create(log).expect("log file");
     let child = start_binary(
         &run.prefix,
@@ -137,13 +154,43 @@ pub async fn binary_with_metrics(
         addr.is_some()
     })
     .await;
-    wait_for("the worker to consume", async || {
-        depth(&run.conn, &run.names.interactive)
-            .await
-            .is_some_and(|(_, consumers)| consumers > 0)
+    (child, addr.expect("address"))
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_retried_by_host_and_port_and_readyz_says_so() {
+    let run = BinaryRun::new("ub").await;
+    let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
+    // Port 1 on loopback refuses at once.
+    let url = "amqp://guest:SECRET-PW-4242@127.0.0.1:1/%2f";
+    let (mut child, addr) = start_with_metrics(&run, &[("AMQP_URL", url)], &log).await;
+    wait_for("a retry line naming the broker", async || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains("cannot reach RabbitMQ"))
+            .count()
+            >= 2
     })
     .await;
-    (child, addr.expect("address"))
+    let (status, body) = http_get(addr, "/readyz").await.expect("/readyz answers");
+    assert_eq!(status, 503);
+    assert!(body.contains(r#""broker":false"#), "{body}");
+    assert!(child.try_wait().expect("wait").is_none(), "still retrying");
+    let status = terminate(&mut child);
+    let text = std::fs::read_to_string(&log).expect("log");
+    let _ = std::fs::remove_file(&log);
+    cleanup(&run.prefix, &run.prefix).await;
+    assert!(status.success(), "{status}");
+    let retry = text
+        .lines()
+        .find(|line| line.contains("cannot reach RabbitMQ"))
+        .expect("a retry line");
+    assert!(retry.contains("127.0.0.1:1"), "{retry}");
+    assert!(
+        !text.contains("SECRET-PW-4242"),
+        "the password is never logged: {text}"
+    );
 }
 
 async fn publish(run: &BinaryRun, queue: &str, body: &str, correlation_id: &str) {
