@@ -268,6 +268,8 @@ async fn imported_samples_authenticate_by_every_identifier_path() {
     }
 
     // Pass codes are stored only as Argon2: no row holds the clear value anywhere.
+    // The random parts of a row (its uuids, the hash's salt and digest) are left out of
+    // the search: a 4-digit PIN turns up in them by chance (one run in a few hundred).
     for (table, clear) in [
         ("access_tokens", "8765"),
         ("access_tokens", "4321"),
@@ -275,7 +277,12 @@ async fn imported_samples_authenticate_by_every_identifier_path() {
     ] {
         let (hashes, leaks): (i64, i64) = sqlx::query_as(&format!(
             "SELECT count(*) FILTER (WHERE pass_code_hash LIKE '$argon2id$%'), \
-             count(*) FILTER (WHERE t::text LIKE '%' || $1 || '%') FROM {table} t \
+             count(*) FILTER (WHERE \
+               (to_jsonb(t) - 'id' - 'accounts_receivable_id' - 'pass_code_hash')::text \
+                 LIKE '%' || $1 || '%' \
+               OR split_part(pass_code_hash, '$', 4) LIKE '%' || $1 || '%' \
+               OR pass_code_hash NOT LIKE '$argon2id$%') \
+             FROM {table} t \
              WHERE number IN ('AT1000001', 'AT1000002', 'CIM1000001')"
         ))
         .bind(clear)
