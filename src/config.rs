@@ -160,6 +160,13 @@ pub struct Serve {
     /// How long SIGTERM waits for requests in flight before closing.
     #[arg(long, env = "TUCANO_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+    /// Wrong pass codes for one identifier, each within TUCANO_PASS_CODE_LOCKOUT_SECONDS
+    /// of the one before, after which its pass code is refused unverified.
+    #[arg(long, env = "TUCANO_PASS_CODE_MAX_FAILURES", default_value_t = 5)]
+    pub pass_code_max_failures: u32,
+    /// How long a locked identifier stays locked after its last wrong pass code.
+    #[arg(long, env = "TUCANO_PASS_CODE_LOCKOUT_SECONDS", default_value_t = 900)]
+    pub pass_code_lockout_seconds: u64,
     /// Address of the HTTP server for /metrics, /healthz and /readyz (`off` for none;
     /// port 0 picks a free port, named in the startup log).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9477")]
@@ -329,6 +336,10 @@ pub struct Settings {
     pub db_retry_budget: Duration,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
+    /// Wrong pass codes that lock an identifier.
+    pub pass_code_max_failures: u32,
+    /// How long a lock lasts after the last wrong pass code.
+    pub pass_code_lockout: Duration,
     /// Whether demo data is loaded at start.
     pub demo: bool,
     /// Where the metrics and health server listens; `None` for none.
@@ -375,6 +386,11 @@ impl Settings {
         if serve.db_pool_size == 0 {
             bail!("TUCANO_DB_POOL_SIZE must be at least 1");
         }
+        if serve.pass_code_max_failures == 0 || serve.pass_code_lockout_seconds == 0 {
+            bail!(
+                "TUCANO_PASS_CODE_MAX_FAILURES and TUCANO_PASS_CODE_LOCKOUT_SECONDS must be at least 1"
+            );
+        }
         let (broker, database) = (&serve.broker, &serve.database);
         if broker.queue_prefix.is_empty() {
             bail!("QUEUE_PREFIX must not be empty");
@@ -407,6 +423,8 @@ impl Settings {
             db_pool_size: serve.db_pool_size,
             db_retry_budget: Duration::from_secs(serve.db_retry_budget_seconds),
             shutdown_grace: Duration::from_secs(serve.shutdown_grace_seconds),
+            pass_code_max_failures: serve.pass_code_max_failures,
+            pass_code_lockout: Duration::from_secs(serve.pass_code_lockout_seconds),
             demo: serve.demo,
             metrics_addr: match serve.metrics_addr.trim() {
                 "off" => None,

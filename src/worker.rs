@@ -50,7 +50,8 @@ pub async fn run(
         pool,
         &settings.database_url,
         settings.crm_token_secret.clone(),
-    )?;
+    )?
+    .with_pass_code_lockout(settings.pass_code_max_failures, settings.pass_code_lockout);
     let handler = Handler::new(
         schemas,
         store.clone(),

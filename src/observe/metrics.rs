@@ -41,6 +41,8 @@ pub const STATEMENT_DURATION: &str = "tucano_auth_db_statement_duration_seconds"
 pub const STATEMENT_REQUESTS: &str = "tucano_auth_db_statement_requests";
 /// Pass-code verifications, by `result` (`match`, `mismatch`).
 pub const PASS_CODES: &str = "tucano_auth_pass_code_verifications_total";
+/// Pass-code lockouts begun (contract section 14).
+pub const PASS_CODE_LOCKOUTS: &str = "tucano_auth_pass_code_lockouts_total";
 /// 1, with the `version` label.
 pub const BUILD_INFO: &str = "tucano_auth_build_info";
 
@@ -80,6 +82,7 @@ pub fn install() -> Option<PrometheusHandle> {
             metrics::counter!(RETURNED).absolute(0);
             metrics::counter!(REQUEUED).absolute(0);
             metrics::counter!(RECONNECTS).absolute(0);
+            metrics::counter!(PASS_CODE_LOCKOUTS).absolute(0);
             Some(handle)
         })
         .clone()
@@ -112,6 +115,10 @@ fn describe() {
     );
     describe_histogram!(STATEMENT_REQUESTS, "Requests carried per lookup statement.");
     describe_counter!(PASS_CODES, "Pass-code verifications, by result.");
+    describe_counter!(
+        PASS_CODE_LOCKOUTS,
+        "Identifiers locked after repeated wrong pass codes."
+    );
     describe_gauge!(BUILD_INFO, "1, labelled with the version.");
 }
 

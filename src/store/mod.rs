@@ -10,6 +10,7 @@
 //! [`Error::from_postgres`](crate::error::Error::from_postgres), so connection trouble
 //! is retried, never reported as a subscriber's fault.
 
+pub mod lockout;
 mod login;
 mod lookup;
 pub mod pass_code;
@@ -208,6 +209,8 @@ pub struct Store {
     lookups: lookup::Lookups,
     /// The key of CRM login tokens in JWT form; `None` rejects them all.
     crm_token_key: Option<DecodingKey>,
+    /// Wrong pass codes counted on the pool's (primary) database.
+    lockout: lockout::Lockout,
 }
 
 impl Store {
@@ -228,11 +231,25 @@ impl Store {
         let crm_token_key =
             crm_token_secret.map(|secret| DecodingKey::from_secret(secret.expose().as_bytes()));
         let lookups = lookup::Lookups::start(config, LOOKUP_CONCURRENCY);
+        let lockout = lockout::Lockout::new(
+            pool.clone(),
+            lockout::DEFAULT_MAX_FAILURES,
+            lockout::DEFAULT_WINDOW,
+        );
         Ok(Store {
             pool,
             lookups,
             crm_token_key,
+            lockout,
         })
+    }
+
+    /// The same store, locking an identifier's pass code after `max_failures` wrong ones
+    /// (`TUCANO_PASS_CODE_MAX_FAILURES`) within `window` of each other
+    /// (`TUCANO_PASS_CODE_LOCKOUT_SECONDS`), instead of the defaults (5 and 900 s).
+    pub fn with_pass_code_lockout(mut self, max_failures: u32, window: Duration) -> Store {
+        self.lockout = lockout::Lockout::new(self.pool.clone(), max_failures, window);
+        self
     }
 
     /// Steps 5 and 6 of the contract's order of checks in one read: checks the login
@@ -254,7 +271,7 @@ impl Store {
             })
             .await?;
         login::check_session(found.session, now)?;
-        resolve::check_entity(identifier, found.entity).await
+        resolve::check_entity(identifier, found.entity, &self.lockout).await
     }
 
     /// How many lookup statements have run and how many requests they carried (their

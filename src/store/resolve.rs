@@ -8,6 +8,7 @@
 //! entity named first, then its state, then the subscription it leads to. A pass code
 //! is verified before the state of its access token or medium is revealed.
 
+use super::lockout::{Holder, Lockout};
 use super::lookup::{EntityKey, EntityRow, Lookup, Path, TypeColumn};
 use super::{pass_code, show_id, Store, Subscription};
 use crate::error::Error;
@@ -43,7 +44,7 @@ impl Store {
                 entity: Some(entity_key(identifier)),
             })
             .await?;
-        check_entity(identifier, found.entity).await
+        check_entity(identifier, found.entity, &self.lockout).await
     }
 }
 
@@ -109,10 +110,11 @@ fn storable(text: &str) -> Option<String> {
 /// The step-6 checks on what the lookup found for `identifier`, in the contract's
 /// order: the entity named first, then its state, then the subscription it leads to.
 /// A pass code is verified (even against a missing row) before anything else is
-/// revealed.
+/// revealed, unless `lockout` says its identifier is locked.
 pub(super) async fn check_entity(
     identifier: &Identifier,
     row: Option<EntityRow>,
+    lockout: &Lockout,
 ) -> Result<Subscription, Error> {
     match identifier {
         Identifier::Subscription(key) => {
@@ -154,11 +156,12 @@ pub(super) async fn check_entity(
                 credential,
                 subscription_type.as_ref(),
                 row,
+                lockout,
             )
             .await
         }
         Identifier::Medium(credential) => {
-            check_credential(Holder::Medium, credential, None, row).await
+            check_credential(Holder::Medium, credential, None, row, lockout).await
         }
     }
 }
@@ -168,22 +171,42 @@ async fn check_credential(
     credential: &Credential,
     subscription_type: Option<&SubscriptionTypeKey>,
     row: Option<EntityRow>,
+    lockout: &Lockout,
 ) -> Result<Subscription, Error> {
     let shown = match credential {
         // An authentication code is a credential: it is never echoed.
         Credential::AuthenticationCode(_) => {
-            format!("{} with the given authentication code", holder.name())
+            format!("{} with the given authentication code", holder_name(holder))
         }
         Credential::Identifier {
             identifier,
             pass_code,
         } => {
-            let stored = row.as_ref().and_then(|row| row.pass_code_hash.clone());
-            // Verified even when the row is missing, so timing reveals nothing.
-            if !pass_code::verify(stored, pass_code).await? {
+            // An identifier holding U+0000 names no row (see `storable`), and no pass
+            // code verifies against a missing row: there is nothing to guess, and
+            // nothing PostgreSQL could store as its count.
+            let counted = storable(identifier).is_some();
+            let count = match counted {
+                true => lockout.is_locked(holder, identifier).await?,
+                false => None,
+            };
+            if count == Some(true) {
                 return Err(Error::AuthenticationFailed);
             }
-            format!("{} with identifier {identifier}", holder.name())
+            let stored = row.as_ref().and_then(|row| row.pass_code_hash.clone());
+            // Verified even when the row is missing, so timing reveals nothing.
+            let matched = pass_code::verify(stored, pass_code).await?;
+            match (matched, count) {
+                // A success forgets the failures; one without any has nothing to forget.
+                (true, Some(_)) => lockout.reset(holder, identifier).await?,
+                (true, None) => {}
+                (false, _) if counted => lockout.record_failure(holder, identifier).await?,
+                (false, _) => {}
+            }
+            if !matched {
+                return Err(Error::AuthenticationFailed);
+            }
+            format!("{} with identifier {identifier}", holder_name(holder))
         }
     };
     let row = row.ok_or_else(|| Error::NotFound(format!("{shown} not found")))?;
@@ -215,19 +238,11 @@ async fn check_credential(
     }
 }
 
-/// The two tables with the access-token columns.
-#[derive(Clone, Copy)]
-enum Holder {
-    AccessToken,
-    Medium,
-}
-
-impl Holder {
-    fn name(self) -> &'static str {
-        match self {
-            Holder::AccessToken => "access token",
-            Holder::Medium => "customer identification medium",
-        }
+/// What a reply's message calls the entity of one of the two tables with pass codes.
+fn holder_name(holder: Holder) -> &'static str {
+    match holder {
+        Holder::AccessToken => "access token",
+        Holder::Medium => "customer identification medium",
     }
 }
 

@@ -108,6 +108,8 @@ pub fn settings(prefix: &str, db_url: &str) -> Settings {
         db_pool_size: 4,
         db_retry_budget: Duration::from_secs(30),
         shutdown_grace: Duration::from_secs(10),
+        pass_code_max_failures: 5,
+        pass_code_lockout: Duration::from_secs(900),
         demo: false,
         metrics_addr: None,
     }

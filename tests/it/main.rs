@@ -15,6 +15,7 @@ mod helpers;
 mod hostile;
 mod import;
 mod jwt;
+mod lockout;
 mod observe;
 mod paths;
 mod probe;

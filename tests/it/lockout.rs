@@ -1,0 +1,170 @@
+//! The pass-code lockout (contract section 14, "Guessing"), through two workers that
+//! share one database, each on a queue prefix of its own so the test knows which worker
+//! answered which request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::{Connection, ConnectionProperties};
+use serde_json::json;
+use tokio::sync::oneshot;
+use tucano_auth::broker::{Names, Stats};
+use tucano_auth::store::seed::SESSION_TOKEN;
+
+use crate::helpers::{cleanup, settings, unique, Client, TestWorker, AMQP_URL, PG_SERVER};
+
+/// Failures that lock, and how long the lock lasts: short, so the test sees it end.
+const MAX_FAILURES: u32 = 3;
+const WINDOW: Duration = Duration::from_secs(4);
+
+fn user(pass_code: &str) -> String {
+    json!({"token": SESSION_TOKEN, "access_token_identifier": {"identifier": "demo-user-1", "pass_code": pass_code}}).to_string()
+}
+
+fn card(pass_code: &str) -> String {
+    json!({"token": SESSION_TOKEN, "customer_identification_medium_identifier": {"identifier": "demo-card-1", "pass_code": pass_code}}).to_string()
+}
+
+/// A second worker on `first`'s database, under a prefix of its own.
+struct Second {
+    client: Client,
+    prefix: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Second {
+    async fn start(first: &TestWorker) -> Second {
+        let prefix = unique("lock2");
+        let mut settings = settings(&prefix, &format!("{PG_SERVER}/{}", first.db_name));
+        settings.pass_code_max_failures = MAX_FAILURES;
+        settings.pass_code_lockout = WINDOW;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(tucano_auth::worker::run(
+            settings,
+            Arc::new(Stats::default()),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let conn = Connection::connect(AMQP_URL, ConnectionProperties::default())
+            .await
+            .expect("client connection");
+        let client = Client {
+            conn,
+            names: Names::new(&prefix),
+        };
+        client.wait_consuming().await;
+        Second {
+            client,
+            prefix,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+        // The database is the first worker's, dropped with it; only the queues are ours.
+        cleanup(&self.prefix, &self.prefix).await;
+    }
+}
+
+async fn failures(worker: &TestWorker, holder: &str, identifier: &str) -> Option<i32> {
+    sqlx::query_scalar(
+        "SELECT failures FROM pass_code_failures WHERE holder = $1 AND identifier = $2",
+    )
+    .bind(holder)
+    .bind(identifier)
+    .fetch_optional(&worker.pool)
+    .await
+    .expect("read the failure count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_pass_codes_lock_an_identifier_across_workers_until_the_window_passes() {
+    let first = TestWorker::spawn_with(|s| {
+        s.pass_code_max_failures = MAX_FAILURES;
+        s.pass_code_lockout = WINDOW;
+    })
+    .await;
+    let second = Second::start(&first).await;
+
+    // A success resets the count: two failures, a success, two more failures, and the
+    // right pass code still works (without the reset that would be four of three).
+    for _ in 0..2 {
+        assert_eq!(
+            first.call(&user("0000")).await.code(),
+            "AUTHENTICATION_FAILED"
+        );
+    }
+    assert_eq!(
+        failures(&first, "access_token", "demo-user-1").await,
+        Some(2)
+    );
+    assert_eq!(second.client.call(&user("1234")).await.code(), "OK");
+    assert_eq!(failures(&first, "access_token", "demo-user-1").await, None);
+    for _ in 0..2 {
+        assert_eq!(
+            second.client.call(&user("0000")).await.code(),
+            "AUTHENTICATION_FAILED"
+        );
+    }
+    assert_eq!(first.call(&user("1234")).await.code(), "OK");
+
+    // Two failures through one worker and one through the other lock the identifier
+    // for both: the count lives in the database they share.
+    let wrong = first.call(&user("0000")).await;
+    assert_eq!(
+        first.call(&user("0001")).await.code(),
+        "AUTHENTICATION_FAILED"
+    );
+    assert_eq!(
+        second.client.call(&user("0002")).await.code(),
+        "AUTHENTICATION_FAILED"
+    );
+    assert_eq!(
+        failures(&first, "access_token", "demo-user-1").await,
+        Some(3)
+    );
+    for worker in [&first.client, &second.client] {
+        let locked = worker.call(&user("1234")).await;
+        assert_eq!(
+            locked.code(),
+            "AUTHENTICATION_FAILED",
+            "the right pass code while locked"
+        );
+        // Nothing tells a locked identifier from a wrong pass code.
+        assert_eq!(locked.body["status"], wrong.body["status"]);
+    }
+    // Refused attempts are not failures: they neither add to the count nor extend it.
+    assert_eq!(
+        failures(&first, "access_token", "demo-user-1").await,
+        Some(3)
+    );
+    // The lock is the identifier's, not the holder table's nor the session's.
+    assert_eq!(first.call(&card("5678")).await.code(), "OK");
+
+    // Once the window has passed since the last failure, the right pass code is
+    // accepted again and the count is gone.
+    tokio::time::sleep(WINDOW + Duration::from_millis(500)).await;
+    assert_eq!(second.client.call(&user("1234")).await.code(), "OK");
+    assert_eq!(failures(&first, "access_token", "demo-user-1").await, None);
+
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_identifiers_are_counted_like_known_ones() {
+    let worker = TestWorker::spawn_with(|s| s.pass_code_max_failures = MAX_FAILURES).await;
+    let nobody = json!({"token": SESSION_TOKEN, "customer_identification_medium_identifier": {"identifier": "nobody", "pass_code": "1"}}).to_string();
+    for _ in 0..4 {
+        assert_eq!(worker.call(&nobody).await.code(), "AUTHENTICATION_FAILED");
+    }
+    // Three counted, the fourth refused unverified: a lockout cannot tell an attacker
+    // which identifiers exist.
+    assert_eq!(failures(&worker, "medium", "nobody").await, Some(3));
+}
