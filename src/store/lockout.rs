@@ -109,9 +109,10 @@ impl Lockout {
         .map_err(from_sqlx)?;
         if failures == self.max_failures {
             metrics::counter!(PASS_CODE_LOCKOUTS).increment(1);
+            // Not the identifier: like every credential field it stays out of the log
+            // (the table says which one it is).
             tracing::warn!(
                 holder = holder.column(),
-                identifier,
                 failures,
                 lockout_seconds = self.window_seconds,
                 "pass code locked after repeated wrong pass codes"
