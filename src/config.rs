@@ -135,6 +135,10 @@ pub struct Serve {
     /// HS256 secret of CRM login tokens in JWT form; without it such tokens are INVALID_TOKEN.
     #[arg(long, env = "CRM_TOKEN_SECRET", hide_env_values = true)]
     pub crm_token_secret: Option<String>,
+    /// A file of CRM login-token secrets, one per line, any of which verifies a login
+    /// token in JWT form (so the CRM can rotate its secret); not with CRM_TOKEN_SECRET.
+    #[arg(long, env = "CRM_TOKEN_SECRET_FILE")]
+    pub crm_token_secret_file: Option<PathBuf>,
     /// Type of the queues the worker declares.
     #[arg(long, env = "QUEUE_TYPE", value_enum, default_value_t = QueueType::Quorum)]
     pub queue_type: QueueType,
@@ -322,6 +326,8 @@ pub struct Settings {
     pub apip: String,
     /// CRM login-token JWT secret.
     pub crm_token_secret: Option<Secret>,
+    /// The secrets of `CRM_TOKEN_SECRET_FILE`, each accepted like `crm_token_secret`.
+    pub crm_token_secret_file: Vec<Secret>,
     /// Queue type.
     pub queue_type: QueueType,
     /// Allowed `reply_to` prefixes.
@@ -380,6 +386,13 @@ impl Settings {
             Some(secret) => Some(Secret::new(secret.clone())),
             None => None,
         };
+        let crm_token_secret_file = match &serve.crm_token_secret_file {
+            Some(_) if crm_token_secret.is_some() => bail!(
+                "CRM_TOKEN_SECRET and CRM_TOKEN_SECRET_FILE (or --crm-token-secret and --crm-token-secret-file) are both set: set only one"
+            ),
+            Some(path) => read_crm_secrets(path)?,
+            None => Vec::new(),
+        };
         if serve.prefetch == 0 || serve.batch_prefetch == 0 {
             bail!("TUCANO_PREFETCH and TUCANO_BATCH_PREFETCH must be at least 1");
         }
@@ -416,6 +429,7 @@ impl Settings {
             jwt_ttl_seconds: serve.jwt_ttl_seconds,
             apip: serve.apip.clone(),
             crm_token_secret,
+            crm_token_secret_file,
             queue_type: serve.queue_type,
             reply_to_allow,
             prefetch: serve.prefetch,
@@ -438,9 +452,75 @@ impl Settings {
     }
 }
 
+/// The secrets of `CRM_TOKEN_SECRET_FILE`: one per line, blank lines ignored, each at
+/// least [`MIN_SECRET_BYTES`]. Errors name the file and the line, never a secret.
+fn read_crm_secrets(path: &std::path::Path) -> anyhow::Result<Vec<Secret>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read CRM_TOKEN_SECRET_FILE {}", path.display()))?;
+    let mut secrets = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.len() < MIN_SECRET_BYTES {
+            bail!(
+                "CRM_TOKEN_SECRET_FILE {} line {}: the secret is {} bytes; each must be at least {MIN_SECRET_BYTES}",
+                path.display(),
+                n + 1,
+                line.len()
+            );
+        }
+        secrets.push(Secret::new(line));
+    }
+    if secrets.is_empty() {
+        bail!(
+            "CRM_TOKEN_SECRET_FILE {} holds no secret: put one per line, or unset it to refuse CRM login tokens in JWT form",
+            path.display()
+        );
+    }
+    Ok(secrets)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crm_token_secret_file_gives_every_secret_and_refuses_short_ones_by_line() {
+        let dir = std::env::temp_dir().join(format!("crm-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let good = dir.join("good");
+        let (a, b) = ("a".repeat(32), "b".repeat(40));
+        std::fs::write(&good, format!("{a}\r\n\n{b}\n")).expect("write");
+        let path = good.to_string_lossy().into_owned();
+        let parsed = settings(&["--crm-token-secret-file", &path]).expect("parsed");
+        let shown: Vec<&str> = parsed
+            .crm_token_secret_file
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(shown, [a.as_str(), b.as_str()]);
+
+        let short = dir.join("short");
+        std::fs::write(&short, format!("{a}\nSHORTSECRET\n")).expect("write");
+        let err = settings(&["--crm-token-secret-file", &short.to_string_lossy()])
+            .err()
+            .expect("refused");
+        let shown = format!("{err:#}");
+        assert!(
+            shown.contains("CRM_TOKEN_SECRET_FILE") && shown.contains("line 2"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("SHORTSECRET"),
+            "the secret is not echoed: {shown}"
+        );
+
+        let both = settings(&["--crm-token-secret", &a, "--crm-token-secret-file", &path]);
+        assert!(both.is_err(), "both forms at once are refused");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn settings(args: &[&str]) -> anyhow::Result<Settings> {
         let cli = Cli::try_parse_from([&["tucano-auth", "serve", "--demo"], args].concat())?;

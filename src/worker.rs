@@ -49,7 +49,11 @@ pub async fn run(
     let store = Store::new(
         pool,
         &settings.database_url,
-        settings.crm_token_secret.clone(),
+        settings
+            .crm_token_secret
+            .iter()
+            .chain(&settings.crm_token_secret_file)
+            .cloned(),
     )?
     .with_pass_code_lockout(settings.pass_code_max_failures, settings.pass_code_lockout);
     let handler = Handler::new(

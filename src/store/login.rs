@@ -60,10 +60,18 @@ impl Store {
             let digest = Sha256::digest(token.to_ascii_uppercase().as_bytes());
             Ok(SessionKey::TokenSha256(digest.to_vec()))
         } else if is_jwt_shaped(token) {
-            let key = self.crm_token_key.as_ref().ok_or(Error::InvalidToken(
+            // Any of the keys: the CRM rotates its secret by signing with a new one
+            // while the old one is still accepted.
+            let mut verdict = Err(Error::InvalidToken(
                 "login tokens in JWT form are not accepted by this service",
-            ))?;
-            let (session_id, exp) = decode_jwt(token, key)?;
+            ));
+            for key in &self.crm_token_keys {
+                verdict = decode_jwt(token, key);
+                if verdict.is_ok() {
+                    break;
+                }
+            }
+            let (session_id, exp) = verdict?;
             if exp <= now.timestamp() {
                 return Err(Error::TokenExpired("the login token has expired"));
             }

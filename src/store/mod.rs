@@ -207,15 +207,16 @@ pub struct Subscription {
 pub struct Store {
     pool: PgPool,
     lookups: lookup::Lookups,
-    /// The key of CRM login tokens in JWT form; `None` rejects them all.
-    crm_token_key: Option<DecodingKey>,
+    /// The keys of CRM login tokens in JWT form, any of which verifies one; none
+    /// rejects them all.
+    crm_token_keys: Vec<DecodingKey>,
     /// Wrong pass codes counted on the pool's (primary) database.
     lockout: lockout::Lockout,
 }
 
 impl Store {
     /// A store reading the database of `database_url` (`DATABASE_URL`), whose migrated
-    /// `pool` [`prepare`] made; `crm_token_secret` is `CRM_TOKEN_SECRET`, the HS256 key
+    /// `pool` [`prepare`] made; `crm_token_secrets` are `CRM_TOKEN_SECRET` or those of `CRM_TOKEN_SECRET_FILE`, the HS256 keys
     /// of login tokens in JWT form (without it such tokens are `INVALID_TOKEN`).
     ///
     /// Starts the task that batches the reads of concurrent requests into one
@@ -225,11 +226,13 @@ impl Store {
     pub fn new(
         pool: PgPool,
         database_url: &str,
-        crm_token_secret: Option<Secret>,
+        crm_token_secrets: impl IntoIterator<Item = Secret>,
     ) -> anyhow::Result<Store> {
         let config = lookup_config(database_url)?;
-        let crm_token_key =
-            crm_token_secret.map(|secret| DecodingKey::from_secret(secret.expose().as_bytes()));
+        let crm_token_keys = crm_token_secrets
+            .into_iter()
+            .map(|secret| DecodingKey::from_secret(secret.expose().as_bytes()))
+            .collect();
         let lookups = lookup::Lookups::start(config, LOOKUP_CONCURRENCY);
         let lockout = lockout::Lockout::new(
             pool.clone(),
@@ -239,7 +242,7 @@ impl Store {
         Ok(Store {
             pool,
             lookups,
-            crm_token_key,
+            crm_token_keys,
             lockout,
         })
     }
@@ -291,8 +294,8 @@ impl fmt::Debug for Store {
         f.debug_struct("Store")
             .field("pool", &self.pool)
             .field(
-                "crm_token_key",
-                &self.crm_token_key.as_ref().map(|_| "[redacted]"),
+                "crm_token_keys",
+                &format_args!("[{} redacted]", self.crm_token_keys.len()),
             )
             .finish()
     }

@@ -357,3 +357,45 @@ async fn an_unreachable_database_is_temporarily_unavailable_after_the_budget() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `CRM_TOKEN_SECRET_FILE` with two secrets: the CRM rotates its secret by signing with
+/// the new one while workers still accept the old; a third secret is refused.
+#[tokio::test]
+async fn login_tokens_signed_with_any_secret_of_the_crm_token_secret_file_are_accepted() {
+    let (old, new) = (
+        "crm-old-secret-0123456789abcdef0123",
+        "crm-new-secret-0123456789abcdef0123",
+    );
+    let worker = TestWorker::spawn_with(|s| {
+        s.crm_token_secret = None;
+        s.crm_token_secret_file = vec![
+            tucano_auth::secret::Secret::new(old),
+            tucano_auth::secret::Secret::new(new),
+        ];
+    })
+    .await;
+    let now = Utc::now();
+    let live = fixtures::session(
+        &worker.pool,
+        None,
+        now + chrono::Duration::hours(1),
+        false,
+        "ACTIVE",
+    )
+    .await;
+    let ts = now.timestamp();
+    for (secret, expected) in [
+        (old, "OK"),
+        (new, "OK"),
+        ("crm-other-secret-0123456789abcdef01", "INVALID_TOKEN"),
+    ] {
+        let token = fixtures::crm_jwt(live, (ts + 600).into(), ts.into(), secret);
+        let reply = worker.call(&by_number(&token, "S0000000329")).await;
+        assert_eq!(
+            reply.code(),
+            expected,
+            "signed with {secret}: {}",
+            reply.raw
+        );
+    }
+}

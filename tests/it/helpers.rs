@@ -97,6 +97,7 @@ pub fn settings(prefix: &str, db_url: &str) -> Settings {
         jwt_ttl_seconds: 300,
         apip: "crm.com".to_owned(),
         crm_token_secret: Some(Secret::new(CRM_SECRET)),
+        crm_token_secret_file: Vec::new(),
         queue_type: QueueType::Quorum,
         reply_to_allow: vec![
             "amq.rabbitmq.reply-to".to_owned(),
