@@ -91,6 +91,7 @@ pub fn unique(label: &str) -> String {
 pub fn settings(prefix: &str, db_url: &str) -> Settings {
     Settings {
         amqp_url: AMQP_URL.to_owned(),
+        amqp_tls: Default::default(),
         database_url: db_url.to_owned(),
         queue_prefix: prefix.to_owned(),
         jwt_secret: Secret::new(JWT_SECRET),
@@ -368,8 +369,11 @@ impl Drop for TestWorker {
         }
         let prefix = self.prefix.clone();
         let db = self.db_name.clone();
-        let pool = self.pool.clone();
-        // Drop cannot await: clean up on a thread with a runtime of its own.
+        // Drop cannot await: clean up on a thread with a runtime of its own. Not
+        // `pool.close()` there: the pool's sockets belong to the test's runtime, which
+        // this drop blocks, and closing a TLS connection (sslmode=prefer against a
+        // server with ssl on) waits on that runtime: it hung. Dropping the database
+        // ends its connections from the server's side.
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -377,10 +381,7 @@ impl Drop for TestWorker {
             else {
                 return;
             };
-            rt.block_on(async move {
-                pool.close().await;
-                cleanup(&prefix, &db).await;
-            });
+            rt.block_on(cleanup(&prefix, &db));
         })
         .join();
     }
