@@ -15,7 +15,7 @@ use clap::{ArgGroup, Args};
 use serde_json::{json, Map, Value};
 
 use crate::client::{Client, ClientError, Queue};
-use crate::config::Call;
+use crate::config::{Broker, Call};
 
 /// RabbitMQ's direct reply-to pseudo-queue (also [`crate::client::DIRECT_REPLY_TO`]).
 pub use crate::client::DIRECT_REPLY_TO;
@@ -164,7 +164,7 @@ pub fn request_body(args: &Call) -> anyhow::Result<String> {
 /// Runs `call`: prints the reply body on standard output; exit 0 on `OK`, 1 on any
 /// other status, 2 when no reply came (timeout, broker unreachable, no such queue) or
 /// the command line could not become a request.
-pub async fn run(amqp_url: &str, queue_prefix: &str, args: &Call) -> ExitCode {
+pub async fn run(broker: &Broker, args: &Call) -> ExitCode {
     let body = match request_body(args) {
         Ok(body) => body,
         Err(err) => {
@@ -178,13 +178,15 @@ pub async fn run(amqp_url: &str, queue_prefix: &str, args: &Call) -> ExitCode {
     } else {
         Queue::Interactive
     };
-    let client = match Client::connect(amqp_url, queue_prefix).await {
-        Ok(client) => client,
-        Err(err) => {
-            eprintln!("error: cannot connect to RabbitMQ (AMQP_URL): {err}");
-            return ExitCode::from(2);
-        }
-    };
+    let client =
+        match Client::connect_with_tls(&broker.amqp_url, &broker.queue_prefix, &broker.tls()).await
+        {
+            Ok(client) => client,
+            Err(err) => {
+                eprintln!("error: cannot connect to RabbitMQ (AMQP_URL): {err}");
+                return ExitCode::from(2);
+            }
+        };
     let outcome = client.send(queue, body.as_bytes(), timeout).await;
     client.close().await;
     match outcome {

@@ -83,6 +83,27 @@ pub struct Broker {
     /// Prefix of every exchange and queue name.
     #[arg(long, env = "QUEUE_PREFIX", default_value = "tucano")]
     pub queue_prefix: String,
+    /// PEM CA certificates that an `amqps://` broker's certificate must chain to
+    /// (default: the system's roots).
+    #[arg(long, env = "AMQP_CA_FILE")]
+    pub amqp_ca_file: Option<PathBuf>,
+    /// PEM client certificate shown to an `amqps://` broker that asks for one.
+    #[arg(long, env = "AMQP_CLIENT_CERT_FILE")]
+    pub amqp_client_cert_file: Option<PathBuf>,
+    /// PEM private key of `--amqp-client-cert-file`.
+    #[arg(long, env = "AMQP_CLIENT_KEY_FILE")]
+    pub amqp_client_key_file: Option<PathBuf>,
+}
+
+impl Broker {
+    /// The TLS files of `amqps://` connections.
+    pub fn tls(&self) -> crate::broker::TlsFiles {
+        crate::broker::TlsFiles {
+            ca_file: self.amqp_ca_file.clone(),
+            client_cert_file: self.amqp_client_cert_file.clone(),
+            client_key_file: self.amqp_client_key_file.clone(),
+        }
+    }
 }
 
 /// Shows the prefix, never the URL (it may hold a password).
@@ -91,6 +112,9 @@ impl std::fmt::Debug for Broker {
         f.debug_struct("Broker")
             .field("amqp_url", &"[redacted]")
             .field("queue_prefix", &self.queue_prefix)
+            .field("amqp_ca_file", &self.amqp_ca_file)
+            .field("amqp_client_cert_file", &self.amqp_client_cert_file)
+            .field("amqp_client_key_file", &self.amqp_client_key_file)
             .finish()
     }
 }
@@ -314,6 +338,8 @@ impl QueueType {
 pub struct Settings {
     /// Broker URL.
     pub amqp_url: String,
+    /// The TLS files of an `amqps://` `amqp_url`.
+    pub amqp_tls: crate::broker::TlsFiles,
     /// Database URL.
     pub database_url: String,
     /// Prefix of exchanges and queues.
@@ -423,6 +449,7 @@ impl Settings {
         };
         Ok(Settings {
             amqp_url: broker.amqp_url.clone(),
+            amqp_tls: broker.tls(),
             database_url: database.database_url.clone(),
             queue_prefix: broker.queue_prefix.clone(),
             jwt_secret,

@@ -18,5 +18,6 @@ pub mod schema;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod token;
 pub mod worker;

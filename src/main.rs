@@ -110,12 +110,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         // Served by `main` before any runtime or logging starts; never reaches here.
         Command::PassCodeHelper => Ok(ExitCode::SUCCESS),
-        Command::Call(args) => {
-            Ok(call::run(&args.broker.amqp_url, &args.broker.queue_prefix, &args).await)
-        }
-        Command::Batch(args) => {
-            Ok(batch::run(&args.broker.amqp_url, &args.broker.queue_prefix, &args).await)
-        }
+        Command::Call(args) => Ok(call::run(&args.broker, &args).await),
+        Command::Batch(args) => Ok(batch::run(&args).await),
     }
 }
 

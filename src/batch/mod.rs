@@ -73,8 +73,8 @@ pub struct BatchArgs {
 
 /// Runs `batch`: exit 0 when every line of the output is `OK`, 1 when some line is
 /// not, 2 when the job could not run or finish.
-pub async fn run(amqp_url: &str, queue_prefix: &str, args: &BatchArgs) -> ExitCode {
-    match execute(amqp_url, queue_prefix, args).await {
+pub async fn run(args: &BatchArgs) -> ExitCode {
+    match execute(args).await {
         Ok(written) if written.not_ok() == 0 => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(err) => {
@@ -85,7 +85,8 @@ pub async fn run(amqp_url: &str, queue_prefix: &str, args: &BatchArgs) -> ExitCo
 }
 
 /// The whole job; returns what the output holds at the end.
-async fn execute(amqp_url: &str, queue_prefix: &str, args: &BatchArgs) -> anyhow::Result<Written> {
+async fn execute(args: &BatchArgs) -> anyhow::Result<Written> {
+    let broker = &args.broker;
     let format = Format::of(&args.input, args.format);
     let total = count_requests(&args.input, format)?;
     let mut input = Input::open(&args.input, format, args.token.clone())?;
@@ -95,7 +96,7 @@ async fn execute(amqp_url: &str, queue_prefix: &str, args: &BatchArgs) -> anyhow
         Written::default()
     };
     let mut output = Output::open(&args.output, args.resume)?;
-    let client = Client::connect(amqp_url, queue_prefix)
+    let client = Client::connect_with_tls(&broker.amqp_url, &broker.queue_prefix, &broker.tls())
         .await
         .context("cannot connect to RabbitMQ (AMQP_URL)")?;
     let mut progress = Progress::new(

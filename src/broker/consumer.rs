@@ -27,7 +27,9 @@ use tokio_util::task::TaskTracker;
 use super::delivery::Context;
 use super::replies::Replies;
 use super::stats::Stats;
-use super::{declare, endpoint, open, parse_url, step, Backoff, Names, CLOSE_TIMEOUT};
+use super::{
+    declare, endpoint, open, parse_url, step, tls_of, tls_problem, Backoff, Names, CLOSE_TIMEOUT,
+};
 use crate::config::{QueueType, Settings};
 use crate::handle::Service;
 use crate::observe::metrics::{QueueMetrics, RECONNECTS};
@@ -60,20 +62,33 @@ pub async fn serve<S: Service>(
 ) -> anyhow::Result<()> {
     let names = Names::new(&settings.queue_prefix);
     let broker = endpoint(&parse_url(&settings.amqp_url)?);
+    // Once: a CA or client certificate file that cannot be read is fatal at start.
+    let tls = tls_of(&settings.amqp_url, &settings.amqp_tls)
+        .map_err(|err| anyhow::anyhow!("cannot set up TLS to RabbitMQ at {broker}: {err}"))?;
     let stop = CancellationToken::new();
     // The connection name carries the prefix, so an operator can tell workers apart.
     let role = format!("worker {}", settings.queue_prefix);
-    let replies = Arc::new(Replies::new(&settings.amqp_url, &role));
+    let replies = Arc::new(Replies::new(&settings.amqp_url, tls.clone(), &role));
     let work = async {
         let mut backoff = Backoff::new();
         let mut first = true;
         loop {
             let connected = tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                connected = open(&settings.amqp_url, &role, Some(MAX_BODY as u64)) => connected,
+                connected = open(&settings.amqp_url, tls.clone(), &role, Some(MAX_BODY as u64)) => connected,
             };
             let connection = match connected {
                 Ok(connection) => connection,
+                // A certificate refused is a setting to fix: waiting will not mend it.
+                // Later on (a broker's certificate replaced), it is retried like an outage.
+                Err(err) if first && tls_problem(&err).is_some() => {
+                    let why = tls_problem(&err).unwrap_or_default();
+                    anyhow::bail!(
+                        "the TLS connection to RabbitMQ at {broker} (AMQP_URL) failed: {why}; \
+                         check AMQP_CA_FILE (the CA that signed the broker's certificate), the \
+                         host name in AMQP_URL, and AMQP_CLIENT_CERT_FILE/AMQP_CLIENT_KEY_FILE"
+                    )
+                }
                 Err(err) => {
                     let delay = backoff.step();
                     tracing::warn!(broker = %broker, error = %err, retry_in_ms = delay.as_millis() as u64, "cannot reach RabbitMQ (AMQP_URL); retrying");

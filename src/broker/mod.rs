@@ -7,6 +7,7 @@ mod delivery;
 mod replies;
 pub mod sanitize;
 mod stats;
+mod tls;
 mod topology;
 pub mod transport;
 
@@ -21,6 +22,7 @@ use lapin::{Channel, Connect, Connection, ConnectionProperties, Consumer};
 
 pub use consumer::{serve, SHUTDOWN_SLACK};
 pub use stats::{log_summaries, Stats};
+pub use tls::{problem as tls_problem, Tls, TlsFiles};
 pub use topology::{
     dead_letter_queue_arguments, declare, delete, request_queue_arguments, Names, TopologyError,
 };
@@ -36,26 +38,50 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens a connection, naming the connection after the binary and `role`. Its frames
 /// pass through the [`sanitize::Sanitizer`], so no message can break lapin's parser.
+/// An `amqps://` URL is TLS with `tls`'s files, or an error: never plain text.
 /// Gives up after [`CONNECT_TIMEOUT`].
-pub async fn connect(url: &str, role: &str) -> Result<Connection, lapin::Error> {
-    open(url, role, None).await
+pub async fn connect(url: &str, tls: &TlsFiles, role: &str) -> Result<Connection, lapin::Error> {
+    open(url, tls_of(url, tls)?, role, None).await
 }
 
-/// [`connect`], dropping the body of any message over `body_limit` bytes as it
-/// arrives (the worker's request connection: see [`sanitize`]).
+/// The TLS an `amqps://` `url` needs, built from `files`; `None` for `amqp://`. Errors
+/// (a file that cannot be read, say) name the variable to fix.
+pub fn tls_of(url: &str, files: &TlsFiles) -> Result<Option<Tls>, lapin::Error> {
+    let uri = parse_url(url)?;
+    if uri.scheme != AMQPScheme::AMQPS {
+        return Ok(None);
+    }
+    files
+        .connector(&uri.authority.host)
+        .map(Some)
+        .map_err(|err| error(std::io::ErrorKind::InvalidInput, format!("{err:#}")))
+}
+
+/// [`connect`] with the TLS [`tls_of`] made, dropping the body of any message over
+/// `body_limit` bytes as it arrives (the worker's request connection: see
+/// [`sanitize`]).
 pub async fn open(
     url: &str,
+    tls: Option<Tls>,
     role: &str,
     body_limit: Option<u64>,
 ) -> Result<Connection, lapin::Error> {
-    let uri = parse_url(url)?;
+    let mut uri = parse_url(url)?;
     let properties =
         ConnectionProperties::default().with_connection_name(format!("tucano-auth {role}").into());
     let shown = endpoint(&uri);
+    if uri.scheme == AMQPScheme::AMQPS && tls.is_none() {
+        return Err(error(
+            std::io::ErrorKind::InvalidInput,
+            format!("AMQP_URL asks for TLS to {shown}, and no TLS was set up for it"),
+        ));
+    }
+    // The TLS is the transport's, under the sanitizer: lapin sees a plain connection.
+    uri.scheme = AMQPScheme::AMQP;
     let connecting = uri.connect_with_config(
         properties,
         OwnedTLSConfig::default(),
-        transport::runtime(body_limit),
+        transport::runtime(body_limit, tls),
     );
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(result) => result,
@@ -69,24 +95,14 @@ pub async fn open(
     }
 }
 
-/// Parses `AMQP_URL`. TLS is not built into this worker, so an `amqps://` URL is an
-/// error rather than a plain-text connection.
+/// Parses `AMQP_URL`.
 pub fn parse_url(url: &str) -> Result<AMQPUri, lapin::Error> {
-    let uri: AMQPUri = url.parse().map_err(|err: String| {
+    url.parse().map_err(|err: String| {
         error(
             std::io::ErrorKind::InvalidInput,
             format!("AMQP_URL is not a valid URL: {err}"),
         )
-    })?;
-    if uri.scheme == AMQPScheme::AMQPS {
-        return Err(error(
-            std::io::ErrorKind::Unsupported,
-            "AMQP_URL asks for TLS (amqps://), which this build of tucano-auth does not \
-             support; it never falls back to plain text"
-                .to_owned(),
-        ));
-    }
-    Ok(uri)
+    })
 }
 
 /// `host:port` of a broker URL, for messages: never its credentials.

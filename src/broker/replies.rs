@@ -17,7 +17,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use tokio::sync::RwLock;
 
-use super::{connect, step, CLOSE_TIMEOUT};
+use super::{step, CLOSE_TIMEOUT};
 
 /// What became of a reply.
 #[derive(Debug)]
@@ -55,6 +55,7 @@ struct Current {
 /// it is lost.
 pub(super) struct Replies {
     url: String,
+    tls: Option<super::Tls>,
     role: String,
     current: Mutex<Option<Arc<Current>>>,
     reconnect: tokio::sync::Mutex<()>,
@@ -64,10 +65,12 @@ pub(super) struct Replies {
 }
 
 impl Replies {
-    /// A publisher for `url`; nothing is opened until the first reply.
-    pub(super) fn new(url: &str, role: &str) -> Replies {
+    /// A publisher for `url`, with `tls` for `amqps://`; nothing is opened until the
+    /// first reply.
+    pub(super) fn new(url: &str, tls: Option<super::Tls>, role: &str) -> Replies {
         Replies {
             url: url.to_owned(),
+            tls,
             role: format!("{role} replies"),
             current: Mutex::new(None),
             reconnect: tokio::sync::Mutex::new(()),
@@ -143,7 +146,7 @@ impl Replies {
         if let Some(current) = self.usable() {
             return Ok(current);
         }
-        let connection = connect(&self.url, &self.role).await?;
+        let connection = super::open(&self.url, self.tls.clone(), &self.role, None).await?;
         let opened = async {
             let channel = step("opening the reply channel", connection.create_channel()).await?;
             step(

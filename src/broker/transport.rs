@@ -4,6 +4,9 @@
 //! lapin takes its sockets from the runtime it is given (async-rs), so the worker gives
 //! it tokio's executor beside a reactor of its own, [`SanitizingReactor`], that hands
 //! out [`Sanitized`] TCP streams. Nothing of lapin or amq-protocol is copied or patched.
+//!
+//! TLS (`amqps://`) is done here too, between the socket and the sanitizer, so that the
+//! sanitizer reads frames in clear: lapin is handed a plain `amqp://` connection.
 
 use std::fmt;
 use std::future::Future;
@@ -22,6 +25,7 @@ use futures_io::{AsyncRead, AsyncWrite};
 use futures_util::Stream;
 
 use super::sanitize::Sanitizer;
+use super::tls::Tls;
 
 /// How much a [`Sanitized`] stream reads from its socket at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -30,26 +34,32 @@ const READ_CHUNK: usize = 64 * 1024;
 pub type SanitizingRuntime = Runtime<RuntimeParts<Tokio, SanitizingReactor>>;
 
 /// The runtime for a connection made from within the current tokio runtime; its
-/// sanitizer drops bodies over `body_limit` bytes if one is given.
-pub fn runtime(body_limit: Option<u64>) -> SanitizingRuntime {
+/// sanitizer drops bodies over `body_limit` bytes if one is given, and its sockets speak
+/// TLS if `tls` is given.
+pub fn runtime(body_limit: Option<u64>, tls: Option<Tls>) -> SanitizingRuntime {
     Runtime::new(RuntimeParts::new(
         Tokio::current(),
         SanitizingReactor {
             tokio: Tokio::current(),
             body_limit,
+            tls,
         },
     ))
 }
 
-/// tokio's reactor, except that its TCP streams are [`Sanitized`].
+/// tokio's reactor, except that its TCP streams are [`Sanitized`] (and encrypted, for
+/// `amqps://`).
 #[derive(Clone, Debug)]
 pub struct SanitizingReactor {
     tokio: Tokio,
     body_limit: Option<u64>,
+    tls: Option<Tls>,
 }
 
+type Tcp = <Tokio as Reactor>::TcpStream;
+
 impl Reactor for SanitizingReactor {
-    type TcpStream = Sanitized<<Tokio as Reactor>::TcpStream>;
+    type TcpStream = Sanitized<Socket>;
     type Sleep = <Tokio as Reactor>::Sleep;
 
     // async-rs bounds `H` by a trait it does not export, made of these two.
@@ -77,10 +87,73 @@ impl Reactor for SanitizingReactor {
             Some(limit) => Sanitizer::with_body_limit(limit),
             None => Sanitizer::default(),
         };
+        let tls = self.tls.clone();
         async move {
-            connect
-                .await
-                .map(|socket| Sanitized::new(socket, sanitizer))
+            let socket = connect.await?;
+            let socket = match tls {
+                None => Socket::Plain(socket),
+                Some(tls) => Socket::Tls(Box::new(tls.handshake(socket).await?)),
+            };
+            Ok(Sanitized::new(socket, sanitizer))
+        }
+    }
+}
+
+/// A connection to the broker, in clear or in TLS.
+pub enum Socket {
+    /// `amqp://`.
+    Plain(Tcp),
+    /// `amqps://`.
+    Tls(Box<futures_rustls::client::TlsStream<Tcp>>),
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(socket) => Pin::new(socket).poll_read(cx, buf),
+            Socket::Tls(socket) => Pin::new(socket.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(socket) => Pin::new(socket).poll_write(cx, buf),
+            Socket::Tls(socket) => Pin::new(socket.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(socket) => Pin::new(socket).poll_write_vectored(cx, bufs),
+            Socket::Tls(socket) => Pin::new(socket.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(socket) => Pin::new(socket).poll_flush(cx),
+            Socket::Tls(socket) => Pin::new(socket.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(socket) => Pin::new(socket).poll_close(cx),
+            Socket::Tls(socket) => Pin::new(socket.as_mut()).poll_close(cx),
         }
     }
 }

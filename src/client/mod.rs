@@ -57,7 +57,7 @@ use lapin::{BasicProperties, Channel, Connection, Consumer};
 use tokio::sync::oneshot;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::broker::Names;
+use crate::broker::{Names, TlsFiles};
 
 pub use nodes::{redact, split_nodes};
 pub use reply::Reply;
@@ -181,7 +181,17 @@ impl Client {
     /// spread over the cluster), until one answers. `queue_prefix` is the worker's
     /// `QUEUE_PREFIX` (`tucano` by default).
     pub async fn connect(amqp_url: &str, queue_prefix: &str) -> Result<Client, ClientError> {
-        let connection = nodes::connect_any(amqp_url, "client").await?;
+        Client::connect_with_tls(amqp_url, queue_prefix, &TlsFiles::default()).await
+    }
+
+    /// [`Client::connect`], with `tls`'s CA and client certificate for `amqps://` nodes
+    /// (without them, the system's roots and no client certificate).
+    pub async fn connect_with_tls(
+        amqp_url: &str,
+        queue_prefix: &str,
+        tls: &TlsFiles,
+    ) -> Result<Client, ClientError> {
+        let connection = nodes::connect_any(amqp_url, tls, "client").await?;
         let lost = |err: lapin::Error| ClientError::Connection(err.to_string());
         let channel = connection.create_channel().await.map_err(lost)?;
         // Direct reply-to requires the consumer to exist before the first publish that

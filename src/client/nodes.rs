@@ -4,6 +4,7 @@
 use lapin::Connection;
 
 use super::ClientError;
+use crate::broker::TlsFiles;
 
 /// The node URLs of a comma-separated `AMQP_URL`, blanks dropped.
 pub fn split_nodes(amqp_url: &str) -> Vec<&str> {
@@ -29,7 +30,11 @@ pub fn redact(url: &str) -> String {
 
 /// Connects to one of the nodes of `amqp_url`, trying each once, starting at a random
 /// one so that clients spread across a cluster.
-pub(super) async fn connect_any(amqp_url: &str, role: &str) -> Result<Connection, ClientError> {
+pub(super) async fn connect_any(
+    amqp_url: &str,
+    tls: &TlsFiles,
+    role: &str,
+) -> Result<Connection, ClientError> {
     let nodes = split_nodes(amqp_url);
     if nodes.is_empty() {
         return Err(ClientError::Connection("AMQP_URL names no node".to_owned()));
@@ -38,7 +43,7 @@ pub(super) async fn connect_any(amqp_url: &str, role: &str) -> Result<Connection
     let mut failures = Vec::new();
     for offset in 0..nodes.len() {
         let node = nodes[(start + offset) % nodes.len()];
-        match crate::broker::connect(node, role).await {
+        match crate::broker::connect(node, tls, role).await {
             Ok(connection) => return Ok(connection),
             Err(err) => failures.push(format!("{}: {err}", redact(node))),
         }

@@ -31,8 +31,8 @@ use crate::observe::metrics::{STATEMENT_DURATION, STATEMENT_REQUESTS};
 
 mod connections;
 
-pub(super) use connections::connection_config;
 use connections::Connections;
+pub(super) use connections::{connection_config, LookupConfig};
 
 /// The most requests one statement carries.
 const MAX_BATCH: usize = 128;
@@ -310,7 +310,7 @@ pub struct LookupCounts {
 impl Lookups {
     /// Starts the task on the current runtime: statements on connections made with
     /// `config`, one at a time unless one stalls, and at most `concurrency` at once.
-    pub fn start(config: tokio_postgres::Config, concurrency: usize) -> Lookups {
+    pub(super) fn start(config: LookupConfig, concurrency: usize) -> Lookups {
         let (jobs, queue) = mpsc::unbounded_channel();
         let counts = Arc::new(Counts::default());
         let connections = Arc::new(Connections::new(config));

@@ -16,6 +16,7 @@ mod lookup;
 pub mod pass_code;
 mod resolve;
 pub mod seed;
+mod sslmode;
 
 use std::fmt;
 use std::str::FromStr as _;
@@ -58,15 +59,20 @@ pub async fn prepare(database_url: &str, pool_size: u32) -> anyhow::Result<PgPoo
     let shown = redact(database_url);
     anyhow::ensure!(pool_size > 0, "the database pool size must be at least 1");
     // Before anything is created: the lookup connections read the URL too.
-    lookup_config(database_url)?;
+    let lookups = lookup_config(database_url)?;
 
     let exists = Postgres::database_exists(database_url)
         .await
-        .with_context(|| {
-            format!(
-                "could not check whether the database of {shown} exists: \
-                 is PostgreSQL running there, and are DATABASE_URL's host, port, user and password right?"
-            )
+        .map_err(|err| {
+            let why = match tls_failure(&err) {
+                hint if hint.is_empty() => ": is PostgreSQL running there, and are DATABASE_URL's \
+                     host, port, user and password right?"
+                    .to_owned(),
+                hint => hint,
+            };
+            anyhow::Error::new(err).context(format!(
+                "could not check whether the database of {shown} exists{why}"
+            ))
         })?;
     if !exists {
         match Postgres::create_database(database_url).await {
@@ -106,7 +112,19 @@ pub async fn prepare(database_url: &str, pool_size: u32) -> anyhow::Result<PgPoo
         .test_before_acquire(false)
         .connect_with(options)
         .await
-        .with_context(|| format!("could not connect to the database {shown}"))?;
+        .map_err(|err| {
+            let hint = tls_failure(&err);
+            anyhow::Error::new(err)
+                .context(format!("could not connect to the database {shown}{hint}"))
+        })?;
+    // One lookup connection now, so that its TLS (or anything else it does not share
+    // with the pool) fails at start rather than at the first request.
+    lookups.connect().await.map_err(|err| {
+        let hint = tls_failure(&err);
+        anyhow::Error::new(err).context(format!(
+            "could not open a lookup connection to the database {shown}{hint}"
+        ))
+    })?;
 
     sqlx::migrate!().run(&pool).await.with_context(|| {
         format!(
@@ -119,13 +137,30 @@ pub async fn prepare(database_url: &str, pool_size: u32) -> anyhow::Result<PgPoo
 
 /// The lookup connections' settings from `database_url`; tokio-postgres refuses some
 /// parameters sqlx takes (`statement-cache-capacity`, for one).
-fn lookup_config(database_url: &str) -> anyhow::Result<tokio_postgres::Config> {
+fn lookup_config(database_url: &str) -> anyhow::Result<lookup::LookupConfig> {
     lookup::connection_config(database_url).with_context(|| {
         format!(
             "DATABASE_URL {} is not a valid PostgreSQL URL",
             redact(database_url)
         )
     })
+}
+
+/// What to fix when connecting failed on TLS: the server's certificate refused (the
+/// connection named by the caller), or TLS asked for and refused by the server.
+fn tls_failure(err: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(why) = crate::tls::rejected_certificate(err) {
+        return format!(
+            " over TLS: {why}; check DATABASE_URL's sslrootcert (the CA that signed the \
+             server's certificate), its host name and sslmode"
+        );
+    }
+    let text = format!("{err:#}");
+    if text.contains("server does not support TLS") || text.contains("server does not support SSL")
+    {
+        return ": DATABASE_URL's sslmode asks for TLS, which the server does not offer".to_owned();
+    }
+    String::new()
 }
 
 /// Whether `CREATE DATABASE` lost a race against another creator.

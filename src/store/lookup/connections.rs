@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio_postgres::{Client, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::STATEMENT;
 
@@ -16,8 +17,29 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// a statement needs one and none is idle (one, as a rule; more only beside stalled
 /// statements).
 pub(super) struct Connections {
-    config: tokio_postgres::Config,
+    config: LookupConfig,
     idle: Mutex<Vec<Connection>>,
+}
+
+/// How a lookup connection is opened: tokio-postgres' settings, and the TLS that
+/// `DATABASE_URL`'s `sslmode` asks for.
+#[derive(Clone)]
+pub(in crate::store) struct LookupConfig {
+    pub config: tokio_postgres::Config,
+    pub tls: MakeRustlsConnect,
+}
+
+impl LookupConfig {
+    /// Opens a connection, its task spawned on the current runtime.
+    pub(in crate::store) async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
+        let (client, connection) = self.config.connect(self.tls.clone()).await?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::warn!(error = %err, "a database lookup connection ended");
+            }
+        });
+        Ok(client)
+    }
 }
 
 pub(super) struct Connection {
@@ -27,7 +49,7 @@ pub(super) struct Connection {
 
 impl Connections {
     /// No connection yet; each is opened with `config` when needed.
-    pub(super) fn new(config: tokio_postgres::Config) -> Connections {
+    pub(super) fn new(config: LookupConfig) -> Connections {
         Connections {
             config,
             idle: Mutex::new(Vec::new()),
@@ -48,12 +70,7 @@ impl Connections {
                 None => break,
             }
         }
-        let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::warn!(error = %err, "a database lookup connection ended");
-            }
-        });
+        let client = self.config.connect().await?;
         let statement = client.prepare(STATEMENT.as_str()).await?;
         Ok(Connection { client, statement })
     }
@@ -70,14 +87,16 @@ impl Connections {
 }
 
 /// The lookup connections' settings: `database_url` (DATABASE_URL, already checked by
-/// sqlx at startup) with the generic plan forced, as on the pool's connections.
-pub(in crate::store) fn connection_config(
-    database_url: &str,
-) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+/// sqlx at startup) with the generic plan forced, as on the pool's connections, and its
+/// TLS parameters turned into a connector (see `sslmode.rs`).
+pub(in crate::store) fn connection_config(database_url: &str) -> anyhow::Result<LookupConfig> {
+    let (database_url, ssl) = super::super::sslmode::SslParams::split(database_url)?;
     let mut config: tokio_postgres::Config = database_url.parse()?;
+    let (negotiate, tls) = ssl.connector()?;
     config
+        .ssl_mode(negotiate)
         .options("-c plan_cache_mode=force_generic_plan")
         .connect_timeout(CONNECT_TIMEOUT)
         .application_name("tucano-auth lookups");
-    Ok(config)
+    Ok(LookupConfig { config, tls })
 }

@@ -102,7 +102,7 @@ pub async fn run(options: Options) -> anyhow::Result<bool> {
     } else {
         None
     };
-    let amqp = tucano_auth::broker::connect(&options.amqp_url, "bench")
+    let amqp = tucano_auth::broker::connect(&options.amqp_url, &Default::default(), "bench")
         .await
         .context("cannot connect to RabbitMQ (--amqp-url)")?;
     let jwt_secret = format!(
