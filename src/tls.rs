@@ -145,10 +145,10 @@ pub fn client_config(verify: Verify, identity: Option<Identity>) -> anyhow::Resu
     }
 }
 
-/// Why a TLS handshake failed, if `err` (or an error it wraps) is rustls refusing the
-/// server's certificate or the server refusing ours: a setting to fix, not an outage
-/// to wait out.
-pub fn rejected_certificate(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+/// Why a TLS handshake failed, if `err` (or an error it wraps) is a TLS error: the
+/// server's certificate refused, ours refused by the server, or no TLS spoken at the
+/// other end. A setting to fix, not an outage to wait out.
+pub fn handshake_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut next = Some(err);
     while let Some(err) = next {
         if let Some(rustls) = err.downcast_ref::<rustls::Error>() {
@@ -169,6 +169,7 @@ pub fn rejected_certificate(err: &(dyn std::error::Error + 'static)) -> Option<S
 }
 
 fn certificate_problem(err: &rustls::Error) -> Option<String> {
+    // Every rustls error is a TLS failure; the common ones get words an operator knows.
     match err {
         rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => Some(
             "the server's certificate is not signed by a trusted CA (unknown issuer)".to_owned(),
@@ -185,7 +186,10 @@ fn certificate_problem(err: &rustls::Error) -> Option<String> {
         rustls::Error::NoCertificatesPresented => {
             Some("the server presented no certificate".to_owned())
         }
-        _ => None,
+        rustls::Error::InvalidMessage(_) => {
+            Some("the server does not speak TLS there (is it a plain-text port?)".to_owned())
+        }
+        other => Some(format!("the TLS handshake failed: {other}")),
     }
 }
 

@@ -88,7 +88,7 @@ impl Tls {
 }
 
 /// What is wrong with the TLS of a connection that failed with `err`, if the failure
-/// is a certificate refused (ours or the broker's): a setting to fix, not an outage.
+/// is TLS's (see [`tls::handshake_failure`]): a setting to fix, not an outage.
 pub fn problem(err: &lapin::Error) -> Option<String> {
-    tls::rejected_certificate(err)
+    tls::handshake_failure(err)
 }

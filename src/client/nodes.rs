@@ -45,7 +45,11 @@ pub(super) async fn connect_any(
         let node = nodes[(start + offset) % nodes.len()];
         match crate::broker::connect(node, tls, role).await {
             Ok(connection) => return Ok(connection),
-            Err(err) => failures.push(format!("{}: {err}", redact(node))),
+            Err(err) => failures.push(format!(
+                "{}: {}",
+                redact(node),
+                crate::broker::tls_problem(&err).unwrap_or_else(|| err.to_string())
+            )),
         }
     }
     Err(ClientError::Connection(format!(

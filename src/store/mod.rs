@@ -149,7 +149,7 @@ fn lookup_config(database_url: &str) -> anyhow::Result<lookup::LookupConfig> {
 /// What to fix when connecting failed on TLS: the server's certificate refused (the
 /// connection named by the caller), or TLS asked for and refused by the server.
 fn tls_failure(err: &(dyn std::error::Error + 'static)) -> String {
-    if let Some(why) = crate::tls::rejected_certificate(err) {
+    if let Some(why) = crate::tls::handshake_failure(err) {
         return format!(
             " over TLS: {why}; check DATABASE_URL's sslrootcert (the CA that signed the \
              server's certificate), its host name and sslmode"

@@ -23,3 +23,4 @@ mod recovery;
 mod request_duration;
 mod routing;
 mod shutdown;
+mod tls;
