@@ -65,6 +65,9 @@ pub async fn serve<S: Service>(
     // Once: a CA or client certificate file that cannot be read is fatal at start.
     let tls = tls_of(&settings.amqp_url, &settings.amqp_tls)
         .map_err(|err| anyhow::anyhow!("cannot set up TLS to RabbitMQ at {broker}: {err}"))?;
+    if tls.is_none() && settings.amqp_tls.any() {
+        tracing::warn!(broker = %broker, "AMQP_CA_FILE or AMQP_CLIENT_CERT_FILE is set but AMQP_URL is amqp://, in clear: the files are not used; use amqps:// for TLS");
+    }
     let stop = CancellationToken::new();
     // The connection name carries the prefix, so an operator can tell workers apart.
     let role = format!("worker {}", settings.queue_prefix);

@@ -126,13 +126,55 @@ pub async fn prepare(database_url: &str, pool_size: u32) -> anyhow::Result<PgPoo
         ))
     })?;
 
-    sqlx::migrate!().run(&pool).await.with_context(|| {
-        format!(
-            "could not apply the migrations to {shown}: \
-                 the database may hold a schema this version does not know"
-        )
-    })?;
+    let migrator = sqlx::migrate!();
+    // Applying them needs CREATE on the schema (sqlx's `_sqlx_migrations` table is
+    // created if missing, even when nothing is pending): a role that may only read and
+    // write rows starts on a database migrated beforehand by `tucano-auth migrate`.
+    if pending_migrations(&pool, &migrator).await? {
+        migrator.run(&pool).await.with_context(|| {
+            format!(
+                "could not apply the migrations to {shown}: the database may hold a schema \
+                 this version does not know, or DATABASE_URL's user may not create tables \
+                 (then run `tucano-auth migrate` as a user who may)"
+            )
+        })?;
+    }
     Ok(pool)
+}
+
+/// Whether some migration of `migrator` is not applied to the database of `pool` (or
+/// was applied from a different file: running them then reports it).
+async fn pending_migrations(
+    pool: &PgPool,
+    migrator: &sqlx::migrate::Migrator,
+) -> anyhow::Result<bool> {
+    let applied: Option<Vec<(i64, Vec<u8>)>> = {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await
+            .context("could not read which migrations the database holds")?;
+        if exists {
+            Some(
+                sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+                    .fetch_all(pool)
+                    .await
+                    .context("could not read which migrations the database holds")?,
+            )
+        } else {
+            None
+        }
+    };
+    let Some(applied) = applied else {
+        return Ok(true);
+    };
+    Ok(migrator
+        .iter()
+        .filter(|migration| !migration.migration_type.is_down_migration())
+        .any(|migration| {
+            !applied.iter().any(|(version, checksum)| {
+                *version == migration.version && checksum[..] == migration.checksum[..]
+            })
+        }))
 }
 
 /// The lookup connections' settings from `database_url`; tokio-postgres refuses some

@@ -18,6 +18,7 @@ mod jwt;
 mod lockout;
 mod observe;
 mod paths;
+mod privilege;
 mod probe;
 mod recovery;
 mod request_duration;
