@@ -195,6 +195,10 @@ pub struct Serve {
     /// How long a locked identifier stays locked after its last wrong pass code.
     #[arg(long, env = "TUCANO_PASS_CODE_LOCKOUT_SECONDS", default_value_t = 900)]
     pub pass_code_lockout_seconds: u64,
+    /// Pass-code requests that may wait in this worker for their check; one more is
+    /// answered TEMPORARILY_UNAVAILABLE at once.
+    #[arg(long, env = "TUCANO_PASS_CODE_BACKLOG", default_value_t = 256)]
+    pub pass_code_backlog: u16,
     /// Address of the HTTP server for /metrics, /healthz and /readyz (`off` for none;
     /// port 0 picks a free port, named in the startup log).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9477")]
@@ -372,6 +376,8 @@ pub struct Settings {
     pub pass_code_max_failures: u32,
     /// How long a lock lasts after the last wrong pass code.
     pub pass_code_lockout: Duration,
+    /// Pass-code requests that may wait in the worker.
+    pub pass_code_backlog: u16,
     /// Whether demo data is loaded at start.
     pub demo: bool,
     /// Where the metrics and health server listens; `None` for none.
@@ -425,6 +431,9 @@ impl Settings {
         if serve.db_pool_size == 0 {
             bail!("TUCANO_DB_POOL_SIZE must be at least 1");
         }
+        if serve.pass_code_backlog == 0 {
+            bail!("TUCANO_PASS_CODE_BACKLOG must be at least 1");
+        }
         if serve.pass_code_max_failures == 0 || serve.pass_code_lockout_seconds == 0 {
             bail!(
                 "TUCANO_PASS_CODE_MAX_FAILURES and TUCANO_PASS_CODE_LOCKOUT_SECONDS must be at least 1"
@@ -466,6 +475,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(serve.shutdown_grace_seconds),
             pass_code_max_failures: serve.pass_code_max_failures,
             pass_code_lockout: Duration::from_secs(serve.pass_code_lockout_seconds),
+            pass_code_backlog: serve.pass_code_backlog,
             demo: serve.demo,
             metrics_addr: match serve.metrics_addr.trim() {
                 "off" => None,

@@ -190,6 +190,10 @@ pub enum Error {
         "{0} Tucano subscriptions match; narrow the request with subscription_type_identifier"
     )]
     AmbiguousSubscription(usize),
+    /// `TUCANO_PASS_CODE_BACKLOG` pass-code requests already wait in this worker: not
+    /// retried, answered at once.
+    #[error("too many pass-code checks in progress, retry later")]
+    PassCodeBacklogFull,
     /// The database could not be reached; retried by the caller until its budget ends.
     #[error("the database is unreachable")]
     Unavailable(#[source] DbError),
@@ -215,6 +219,7 @@ impl Error {
             Error::NotProvisionedByTucano(_) => Code::NotProvisionedByTucano,
             Error::SubscriptionInactive { .. } => Code::SubscriptionInactive,
             Error::AmbiguousSubscription(_) => Code::AmbiguousSubscription,
+            Error::PassCodeBacklogFull => Code::TemporarilyUnavailable,
             Error::Unavailable(_) => Code::TemporarilyUnavailable,
             Error::Internal(_) => Code::InternalError,
         }

@@ -55,7 +55,8 @@ pub async fn run(
             .chain(&settings.crm_token_secret_file)
             .cloned(),
     )?
-    .with_pass_code_lockout(settings.pass_code_max_failures, settings.pass_code_lockout);
+    .with_pass_code_lockout(settings.pass_code_max_failures, settings.pass_code_lockout)
+    .with_pass_code_backlog(usize::from(settings.pass_code_backlog));
     let handler = Handler::new(
         schemas,
         store.clone(),

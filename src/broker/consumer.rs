@@ -194,7 +194,11 @@ async fn session<S: Service>(
 ) -> Ended {
     let opened = async {
         replies.open().await?;
-        let interactive = consume(connection, &names.interactive, settings.prefetch).await?;
+        // Room for the pass-code backlog beside the window: pass-code requests waiting
+        // for their check never take the slots of the requests that need none (contract
+        // section 14). Batch keeps its small window, pass codes included.
+        let window = settings.prefetch.saturating_add(settings.pass_code_backlog);
+        let interactive = consume(connection, &names.interactive, window).await?;
         let batch = consume(connection, &names.batch, settings.batch_prefetch).await?;
         Ok::<_, lapin::Error>((interactive, batch))
     };
@@ -210,6 +214,7 @@ async fn session<S: Service>(
         interactive = %names.interactive,
         batch = %names.batch,
         prefetch = settings.prefetch,
+        pass_code_backlog = settings.pass_code_backlog,
         batch_prefetch = settings.batch_prefetch,
         "consuming"
     );

@@ -43,6 +43,9 @@ pub const STATEMENT_REQUESTS: &str = "tucano_auth_db_statement_requests";
 pub const PASS_CODES: &str = "tucano_auth_pass_code_verifications_total";
 /// Pass-code lockouts begun (contract section 14).
 pub const PASS_CODE_LOCKOUTS: &str = "tucano_auth_pass_code_lockouts_total";
+/// Counter: pass-code requests answered `TEMPORARILY_UNAVAILABLE` because
+/// `TUCANO_PASS_CODE_BACKLOG` of them were already waiting.
+pub const PASS_CODES_SHED: &str = "tucano_auth_pass_code_shed_total";
 /// 1, with the `version` label.
 pub const BUILD_INFO: &str = "tucano_auth_build_info";
 
@@ -83,6 +86,7 @@ pub fn install() -> Option<PrometheusHandle> {
             metrics::counter!(REQUEUED).absolute(0);
             metrics::counter!(RECONNECTS).absolute(0);
             metrics::counter!(PASS_CODE_LOCKOUTS).absolute(0);
+            metrics::counter!(PASS_CODES_SHED).absolute(0);
             Some(handle)
         })
         .clone()
@@ -118,6 +122,10 @@ fn describe() {
     describe_counter!(
         PASS_CODE_LOCKOUTS,
         "Identifiers locked after repeated wrong pass codes."
+    );
+    describe_counter!(
+        PASS_CODES_SHED,
+        "Pass-code requests answered TEMPORARILY_UNAVAILABLE: the pass-code backlog was full."
     );
     describe_gauge!(BUILD_INFO, "1, labelled with the version.");
 }

@@ -20,6 +20,7 @@ mod sslmode;
 
 use std::fmt;
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -289,6 +290,8 @@ pub struct Store {
     crm_token_keys: Vec<DecodingKey>,
     /// Wrong pass codes counted on the pool's (primary) database.
     lockout: lockout::Lockout,
+    /// The pass-code requests waiting in this worker, at most `TUCANO_PASS_CODE_BACKLOG`.
+    backlog: Arc<pass_code::Backlog>,
 }
 
 impl Store {
@@ -321,7 +324,16 @@ impl Store {
             lookups,
             crm_token_keys,
             lockout,
+            backlog: Arc::new(pass_code::Backlog::new(pass_code::DEFAULT_BACKLOG)),
         })
+    }
+
+    /// The same store, with at most `limit` pass-code requests waiting
+    /// (`TUCANO_PASS_CODE_BACKLOG`) instead of 256; one more is
+    /// `TEMPORARILY_UNAVAILABLE` at once.
+    pub fn with_pass_code_backlog(mut self, limit: usize) -> Store {
+        self.backlog = Arc::new(pass_code::Backlog::new(limit));
+        self
     }
 
     /// The same store, locking an identifier's pass code after `max_failures` wrong ones
@@ -351,7 +363,7 @@ impl Store {
             })
             .await?;
         login::check_session(found.session, now)?;
-        resolve::check_entity(identifier, found.entity, &self.lockout).await
+        resolve::check_entity(identifier, found.entity, &self.lockout, &self.backlog).await
     }
 
     /// How many lookup statements have run and how many requests they carried (their

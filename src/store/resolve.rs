@@ -10,6 +10,7 @@
 
 use super::lockout::{Holder, Lockout};
 use super::lookup::{EntityKey, EntityRow, Lookup, Path, TypeColumn};
+use super::pass_code::Backlog;
 use super::{pass_code, show_id, Store, Subscription};
 use crate::error::Error;
 use crate::request::{
@@ -44,7 +45,7 @@ impl Store {
                 entity: Some(entity_key(identifier)),
             })
             .await?;
-        check_entity(identifier, found.entity, &self.lockout).await
+        check_entity(identifier, found.entity, &self.lockout, &self.backlog).await
     }
 }
 
@@ -115,6 +116,7 @@ pub(super) async fn check_entity(
     identifier: &Identifier,
     row: Option<EntityRow>,
     lockout: &Lockout,
+    backlog: &Backlog,
 ) -> Result<Subscription, Error> {
     match identifier {
         Identifier::Subscription(key) => {
@@ -157,11 +159,12 @@ pub(super) async fn check_entity(
                 subscription_type.as_ref(),
                 row,
                 lockout,
+                backlog,
             )
             .await
         }
         Identifier::Medium(credential) => {
-            check_credential(Holder::Medium, credential, None, row, lockout).await
+            check_credential(Holder::Medium, credential, None, row, lockout, backlog).await
         }
     }
 }
@@ -172,6 +175,7 @@ async fn check_credential(
     subscription_type: Option<&SubscriptionTypeKey>,
     row: Option<EntityRow>,
     lockout: &Lockout,
+    backlog: &Backlog,
 ) -> Result<Subscription, Error> {
     let shown = match credential {
         // An authentication code is a credential: it is never echoed.
@@ -185,6 +189,9 @@ async fn check_credential(
             // An identifier holding U+0000 names no row (see `storable`), and no pass
             // code verifies against a missing row: there is nothing to guess, and
             // nothing PostgreSQL could store as its count.
+            // Held until the verdict is recorded: the lockout's reads and writes are
+            // part of a pass-code request's cost too.
+            let _place = backlog.enter()?;
             let counted = storable(identifier).is_some();
             let count = match counted {
                 true => lockout.is_locked(holder, identifier).await?,

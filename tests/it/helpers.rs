@@ -108,6 +108,7 @@ pub fn settings(prefix: &str, db_url: &str) -> Settings {
         prefetch: 32,
         batch_prefetch: 8,
         db_pool_size: 4,
+        pass_code_backlog: 256,
         db_retry_budget: Duration::from_secs(30),
         shutdown_grace: Duration::from_secs(10),
         pass_code_max_failures: 5,

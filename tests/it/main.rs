@@ -2,6 +2,7 @@
 //! worker on its own database and queue prefix, so tests run in parallel.
 
 mod asyncapi;
+mod backlog;
 mod batch;
 mod broker_view;
 mod call;
