@@ -338,6 +338,7 @@ mod tests {
             Error::NotProvisionedByTucano(_) => "not_provisioned_by_tucano",
             Error::SubscriptionInactive { .. } => "subscription_inactive",
             Error::AmbiguousSubscription(_) => "ambiguous_subscription",
+            Error::PassCodeBacklogFull => "pass_code_backlog_full",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",
         }
@@ -350,6 +351,14 @@ mod tests {
     #[test]
     fn invalid_request_is_in_the_reply_schema() {
         assert_in_schema(Error::InvalidRequest("/token: bad".into()));
+    }
+    #[test]
+    fn pass_code_backlog_full_is_in_the_reply_schema() {
+        assert_in_schema(Error::PassCodeBacklogFull);
+        assert_eq!(
+            Error::PassCodeBacklogFull.code(),
+            Code::TemporarilyUnavailable
+        );
     }
     #[test]
     fn missing_identifier_is_in_the_reply_schema() {
