@@ -10,7 +10,7 @@
 mod current;
 pub mod generate;
 pub mod jwk;
-
+pub mod reload;
 
 use std::path::{Path, PathBuf};
 
