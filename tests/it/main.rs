@@ -15,6 +15,7 @@ mod helpers;
 mod hostile;
 mod import;
 mod jwt;
+mod keys;
 mod lockout;
 mod observe;
 mod paths;
