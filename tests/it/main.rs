@@ -22,5 +22,6 @@ mod paths;
 mod probe;
 mod recovery;
 mod request_duration;
+mod rotation;
 mod routing;
 mod shutdown;
