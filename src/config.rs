@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::keys::KeySource;
 use crate::secret::Secret;
 use crate::token::MIN_SECRET_BYTES;
 
@@ -60,6 +61,11 @@ pub enum Command {
     User(User),
     /// Open or release login sessions (print a login token, log one out).
     Session(Session),
+    /// Print a new private signing key, a JWK on one line, to put in TUCANO_JWT_KEYS_FILE.
+    Keygen(Keygen),
+    /// Print the public set of the configured signing keys (asymmetric keys only), as
+    /// /.well-known/jwks.json serves it.
+    Jwks(Jwks),
     /// GET a plain-HTTP URL and print the status line (exit 0 on 2xx, 1 on another
     /// status, 2 without an answer); the container health check.
     Probe(Probe),
@@ -144,12 +150,9 @@ pub struct Serve {
     /// Load the demo data first; without a JWT secret, use a fixed, loudly logged demo secret.
     #[arg(long)]
     pub demo: bool,
-    /// HS256 key shared with Tucano, at least 32 bytes.
-    #[arg(long, env = "TUCANO_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
-    /// File holding the HS256 key (trailing newline ignored).
-    #[arg(long, env = "TUCANO_JWT_SECRET_FILE")]
-    pub jwt_secret_file: Option<PathBuf>,
+    /// The signing keys.
+    #[command(flatten)]
+    pub jwt: JwtKeys,
     /// Lifetime of an issued JWT, in seconds.
     #[arg(long, env = "TUCANO_JWT_TTL_SECONDS", default_value_t = 300)]
     pub jwt_ttl_seconds: i64,
@@ -203,6 +206,70 @@ pub struct Serve {
     /// port 0 picks a free port, named in the startup log).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9477")]
     pub metrics_addr: String,
+}
+
+/// Where the JWT signing keys come from (contract section 9): one of the three.
+#[derive(Args)]
+pub struct JwtKeys {
+    /// HS256 key shared with Tucano, at least 32 bytes.
+    #[arg(long, env = "TUCANO_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// File holding the HS256 key (trailing newline ignored); re-read on SIGHUP.
+    #[arg(long, env = "TUCANO_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// A JWK Set of private signing keys (HS256, ES256, EdDSA), the first of which
+    /// signs and names its kid in the JWT header; re-read on SIGHUP.
+    #[arg(long, env = "TUCANO_JWT_KEYS_FILE")]
+    pub jwt_keys_file: Option<PathBuf>,
+}
+
+impl JwtKeys {
+    /// Which source is configured; with none, the demo secret when `demo`, else an
+    /// error saying what to set. The files are read by [`KeySource::load`].
+    pub fn source(&self, demo: bool) -> anyhow::Result<KeySource> {
+        // Checked here rather than by clap, whose message would name the flags
+        // (`--jwt-secret`) when the user most likely set the variables.
+        Ok(match (&self.jwt_secret, &self.jwt_secret_file, &self.jwt_keys_file) {
+            (Some(_), Some(_), _) => bail!(
+                "TUCANO_JWT_SECRET and TUCANO_JWT_SECRET_FILE (or --jwt-secret and --jwt-secret-file) are both set: set only one"
+            ),
+            (Some(_), None, Some(_)) => bail!(
+                "TUCANO_JWT_KEYS_FILE and TUCANO_JWT_SECRET (or --jwt-keys-file and --jwt-secret) are both set: set only one; put the secret in the keys file as an HS256 key if both are needed"
+            ),
+            (None, Some(_), Some(_)) => bail!(
+                "TUCANO_JWT_KEYS_FILE and TUCANO_JWT_SECRET_FILE (or --jwt-keys-file and --jwt-secret-file) are both set: set only one"
+            ),
+            (Some(value), None, None) => KeySource::Secret(Secret::new(value.clone())),
+            (None, Some(path), None) => KeySource::SecretFile(path.clone()),
+            (None, None, Some(path)) => KeySource::KeysFile(path.clone()),
+            (None, None, None) if demo => {
+                tracing::warn!("DEMO MODE: TUCANO_JWT_SECRET is not set, signing JWTs with the public demo secret; never use this in production");
+                KeySource::Secret(Secret::new(DEMO_JWT_SECRET))
+            }
+            (None, None, None) => bail!(
+                "TUCANO_JWT_SECRET is not set: set it (at least 32 bytes), TUCANO_JWT_SECRET_FILE or TUCANO_JWT_KEYS_FILE, or run `serve --demo`"
+            ),
+        })
+    }
+}
+
+/// `keygen`: a new private key.
+#[derive(Args)]
+pub struct Keygen {
+    /// The algorithm.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub alg: crate::keys::generate::Alg,
+    /// The key's id, shown in the header of the JWTs it signs and in the JWKS.
+    #[arg(long)]
+    pub kid: String,
+}
+
+/// `jwks`: the public keys of the configuration `serve` would use.
+#[derive(Args)]
+pub struct Jwks {
+    /// The signing keys.
+    #[command(flatten)]
+    pub jwt: JwtKeys,
 }
 
 /// `call`: one request-reply round trip.
@@ -348,8 +415,8 @@ pub struct Settings {
     pub database_url: String,
     /// Prefix of exchanges and queues.
     pub queue_prefix: String,
-    /// HS256 key for Tucano JWTs.
-    pub jwt_secret: Secret,
+    /// Where the keys that sign Tucano JWTs are read from (at start and on SIGHUP).
+    pub jwt_keys: KeySource,
     /// JWT lifetime.
     pub jwt_ttl_seconds: i64,
     /// `apip` claim.
@@ -358,6 +425,8 @@ pub struct Settings {
     pub crm_token_secret: Option<Secret>,
     /// The secrets of `CRM_TOKEN_SECRET_FILE`, each accepted like `crm_token_secret`.
     pub crm_token_secret_file: Vec<Secret>,
+    /// `CRM_TOKEN_SECRET_FILE` itself, which SIGHUP re-reads.
+    pub crm_token_secret_path: Option<PathBuf>,
     /// Queue type.
     pub queue_type: QueueType,
     /// Allowed `reply_to` prefixes.
@@ -387,27 +456,7 @@ pub struct Settings {
 impl Settings {
     /// Validates `serve`'s flags into settings; errors name the variable to fix.
     pub fn from_serve(serve: &Serve) -> anyhow::Result<Settings> {
-        let jwt_secret = match (&serve.jwt_secret, &serve.jwt_secret_file) {
-            // Checked here rather than by clap, whose message would name the flags
-            // (`--jwt-secret`) when the user most likely set the variables.
-            (Some(_), Some(_)) => bail!(
-                "TUCANO_JWT_SECRET and TUCANO_JWT_SECRET_FILE (or --jwt-secret and --jwt-secret-file) are both set: set only one"
-            ),
-            (Some(value), None) => Secret::new(value.clone()),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).with_context(|| {
-                    format!("cannot read TUCANO_JWT_SECRET_FILE {}", path.display())
-                })?;
-                Secret::new(text.trim_end_matches(['\r', '\n']))
-            }
-            (None, None) if serve.demo => {
-                tracing::warn!("DEMO MODE: TUCANO_JWT_SECRET is not set, signing JWTs with the public demo secret; never use this in production");
-                Secret::new(DEMO_JWT_SECRET)
-            }
-            (None, None) => bail!(
-                "TUCANO_JWT_SECRET is not set: set it (at least 32 bytes) or TUCANO_JWT_SECRET_FILE, or run `serve --demo`"
-            ),
-        };
+        let jwt_keys = serve.jwt.source(serve.demo)?;
         let crm_token_secret = match &serve.crm_token_secret {
             Some(secret) if secret.len() < MIN_SECRET_BYTES => bail!(
                 "CRM_TOKEN_SECRET is {} bytes; it must be at least {MIN_SECRET_BYTES} \
@@ -461,11 +510,12 @@ impl Settings {
             amqp_tls: broker.tls(),
             database_url: database.database_url.clone(),
             queue_prefix: broker.queue_prefix.clone(),
-            jwt_secret,
+            jwt_keys,
             jwt_ttl_seconds: serve.jwt_ttl_seconds,
             apip: serve.apip.clone(),
             crm_token_secret,
             crm_token_secret_file,
+            crm_token_secret_path: serve.crm_token_secret_file.clone(),
             queue_type: serve.queue_type,
             reply_to_allow,
             prefetch: serve.prefetch,
@@ -491,7 +541,7 @@ impl Settings {
 
 /// The secrets of `CRM_TOKEN_SECRET_FILE`: one per line, blank lines ignored, each at
 /// least [`MIN_SECRET_BYTES`]. Errors name the file and the line, never a secret.
-fn read_crm_secrets(path: &std::path::Path) -> anyhow::Result<Vec<Secret>> {
+pub fn read_crm_secrets(path: &std::path::Path) -> anyhow::Result<Vec<Secret>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read CRM_TOKEN_SECRET_FILE {}", path.display()))?;
     let mut secrets = Vec::new();

@@ -10,6 +10,7 @@ pub mod error;
 pub mod handle;
 pub mod health;
 pub mod import;
+pub mod keys;
 pub mod observe;
 pub mod probe;
 pub mod reply_to;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tucano_auth::config::{Cli, Command, Settings};
-use tucano_auth::{admin, batch, broker, call, store, worker};
+use tucano_auth::{admin, batch, broker, call, keys, store, worker};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -53,6 +53,8 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(serve) => {
+            // Before anything else: SIGHUP's default action ends the process.
+            let hangups = hangups()?;
             let settings = Settings::from_serve(&serve)?;
             match std::env::current_exe() {
                 Ok(exe) => store::pass_code::use_helper_process(exe),
@@ -60,10 +62,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     tracing::warn!(error = %err, "cannot find this executable; pass codes are verified in the worker")
                 }
             }
-            worker::run(
+            worker::run_reloading(
                 settings,
                 Arc::new(broker::Stats::default()),
                 shutdown_signal(),
+                hangups,
             )
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -89,6 +92,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Session(args) => Ok(ExitCode::from(
             admin::commands::session(&args.database.database_url, args.command).await,
         )),
+        Command::Keygen(args) => {
+            anyhow::ensure!(!args.kid.trim().is_empty(), "--kid must not be empty");
+            println!("{}", keys::generate::generate(args.alg, &args.kid));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jwks(args) => {
+            let keys = args.jwt.source(false)?.load()?;
+            let set = keys
+                .public_set()
+                .unwrap_or_else(|| serde_json::json!({"keys": []}));
+            println!("{set}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Probe(args) => match tucano_auth::probe::probe(&args.url, args.timeout).await {
             Ok(answer) => {
                 println!("{}", answer.status_line);
@@ -113,6 +129,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Call(args) => Ok(call::run(&args.broker, &args).await),
         Command::Batch(args) => Ok(batch::run(&args).await),
     }
+}
+
+/// A stream of SIGHUPs, each a request to re-read the key files.
+fn hangups() -> anyhow::Result<impl futures_util::Stream<Item = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let hangup = signal(SignalKind::hangup())
+        .map_err(|err| anyhow::anyhow!("cannot listen for SIGHUP (key reloads): {err}"))?;
+    Ok(futures_util::stream::unfold(
+        hangup,
+        |mut hangup| async move { hangup.recv().await.map(|()| ((), hangup)) },
+    ))
 }
 
 /// Resolves on SIGTERM or SIGINT.

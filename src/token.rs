@@ -1,12 +1,13 @@
-//! The JWT handed to Tucano (contract section 6): HS256, header `{"alg":"HS256","typ":"JWT"}`,
-//! claims `exp`, `iat`, `userid` (the subscription number) and `apip`.
+//! The JWT handed to Tucano (contracts sections 6 and 9): claims `exp`, `iat`, `userid`
+//! (the subscription number) and `apip`, signed with the first configured key; header
+//! `{"alg":"HS256","typ":"JWT"}` for `TUCANO_JWT_SECRET`, and with the key's `kid` for
+//! a key of `TUCANO_JWT_KEYS_FILE`.
 //!
 //! The time is an argument of [`Signer::sign`], so expiry is testable without waiting.
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
-use crate::secret::Secret;
+use crate::keys::{Current, KeySet};
 
 /// Shortest accepted `TUCANO_JWT_SECRET`, in bytes (the HS256 key size).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -24,11 +25,11 @@ pub struct Claims {
     pub apip: String,
 }
 
-/// Signs Tucano JWTs with the shared HS256 key.
+/// Signs Tucano JWTs with the first key of the configured [`KeySet`]. Clones share
+/// the keys, so a reload ([`Signer::replace`]) reaches every request after it.
 #[derive(Clone)]
 pub struct Signer {
-    key: EncodingKey,
-    header: Header,
+    keys: Current<KeySet>,
     ttl_seconds: i64,
     apip: String,
 }
@@ -36,7 +37,7 @@ pub struct Signer {
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Signer")
-            .field("key", &"[redacted]")
+            .field("keys", &*self.keys.get())
             .field("ttl_seconds", &self.ttl_seconds)
             .field("apip", &self.apip)
             .finish()
@@ -46,32 +47,32 @@ impl std::fmt::Debug for Signer {
 /// Why a signer could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SignerError {
-    /// The key is shorter than [`MIN_SECRET_BYTES`].
-    #[error("TUCANO_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes, it has {0}")]
-    ShortSecret(usize),
     /// The TTL is not positive.
     #[error("TUCANO_JWT_TTL_SECONDS must be positive, it is {0}")]
     BadTtl(i64),
 }
 
 impl Signer {
-    /// A signer for `secret`, issuing tokens valid `ttl_seconds` with claim `apip`.
-    pub fn new(secret: &Secret, ttl_seconds: i64, apip: &str) -> Result<Signer, SignerError> {
-        let bytes = secret.expose().as_bytes();
-        if bytes.len() < MIN_SECRET_BYTES {
-            return Err(SignerError::ShortSecret(bytes.len()));
-        }
+    /// A signer with `keys`, issuing tokens valid `ttl_seconds` with claim `apip`.
+    pub fn new(keys: KeySet, ttl_seconds: i64, apip: &str) -> Result<Signer, SignerError> {
         if ttl_seconds <= 0 {
             return Err(SignerError::BadTtl(ttl_seconds));
         }
-        let mut header = Header::new(Algorithm::HS256);
-        header.typ = Some("JWT".to_owned());
         Ok(Signer {
-            key: EncodingKey::from_secret(bytes),
-            header,
+            keys: Current::new(keys),
             ttl_seconds,
             apip: apip.to_owned(),
         })
+    }
+
+    /// The keys in use: the signing key, and the public set `/.well-known/jwks.json` serves.
+    pub fn keys(&self) -> &Current<KeySet> {
+        &self.keys
+    }
+
+    /// Signs with `keys` from the next token on; tokens being signed finish with the old.
+    pub fn replace(&self, keys: KeySet) {
+        self.keys.set(keys);
     }
 
     /// The claims a token for `subscription_number` issued at `now` (epoch seconds) carries.
@@ -90,10 +91,11 @@ impl Signer {
         subscription_number: &str,
         now: i64,
     ) -> Result<String, jsonwebtoken::errors::Error> {
+        let keys = self.keys.get();
         jsonwebtoken::encode(
-            &self.header,
+            keys.header(),
             &self.claims(subscription_number, now),
-            &self.key,
+            keys.signing_key(),
         )
     }
 }
@@ -101,21 +103,41 @@ impl Signer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{DecodingKey, Validation};
+    use crate::secret::Secret;
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
     fn secret() -> Secret {
         Secret::new("0123456789abcdef0123456789abcdef")
     }
 
+    fn keys(secret: &Secret) -> KeySet {
+        KeySet::from_secret(secret, "TUCANO_JWT_SECRET").unwrap()
+    }
+
     #[test]
     fn short_secret_is_refused() {
-        let err = Signer::new(&Secret::new("short"), 300, "crm.com").unwrap_err();
+        let err = KeySet::from_secret(&Secret::new("short"), "TUCANO_JWT_SECRET").unwrap_err();
         assert!(err.to_string().contains("at least 32 bytes"));
     }
 
     #[test]
+    fn a_replaced_key_signs_every_later_token_of_every_clone() {
+        let signer = Signer::new(keys(&secret()), 300, "crm.com").unwrap();
+        let clone = signer.clone();
+        let other = Secret::new("another-key-of-at-least-32-bytes-long");
+        signer.replace(keys(&other));
+        let jwt = clone.sign("S1", chrono::Utc::now().timestamp()).unwrap();
+        let decoded = jsonwebtoken::decode::<Claims>(
+            &jwt,
+            &DecodingKey::from_secret(other.expose().as_bytes()),
+            &Validation::new(Algorithm::HS256),
+        );
+        assert!(decoded.is_ok(), "{decoded:?}");
+    }
+
+    #[test]
     fn token_carries_the_contract_header_and_claims() {
-        let signer = Signer::new(&secret(), 300, "crm.com").unwrap();
+        let signer = Signer::new(keys(&secret()), 300, "crm.com").unwrap();
         let jwt = signer.sign("S0000000329", 1_000).unwrap();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.validate_exp = false;
@@ -139,7 +161,7 @@ mod tests {
 
     #[test]
     fn token_issued_long_ago_is_expired_for_a_verifier() {
-        let signer = Signer::new(&secret(), 300, "crm.com").unwrap();
+        let signer = Signer::new(keys(&secret()), 300, "crm.com").unwrap();
         let jwt = signer.sign("S1", 1_000).unwrap();
         let err = jsonwebtoken::decode::<Claims>(
             &jwt,

@@ -5,11 +5,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
+use futures_util::Stream;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::broker::{self, Stats};
 use crate::config::Settings;
 use crate::handle::Handler;
+use crate::keys::reload::Reloader;
 use crate::observe;
 use crate::reply_to::ReplyPolicy;
 use crate::schema::Schemas;
@@ -18,21 +20,36 @@ use crate::token::Signer;
 
 /// Runs the worker: checks the settings, prepares the database (creating and migrating
 /// it), loads the demo data with `--demo`, then serves until `shutdown` resolves and
-/// drains.
+/// drains. Key files are read once; see [`run_reloading`] to re-read them.
 pub async fn run(
     settings: Settings,
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let signer = Signer::new(
-        &settings.jwt_secret,
-        settings.jwt_ttl_seconds,
-        &settings.apip,
-    )?;
+    run_reloading(settings, stats, shutdown, futures_util::stream::pending()).await
+}
+
+/// [`run`], re-reading the key files (signing keys, CRM login-token secrets) at each
+/// item of `reloads` (SIGHUP in the binary), without stopping a request.
+pub async fn run_reloading(
+    settings: Settings,
+    stats: Arc<Stats>,
+    shutdown: impl Future<Output = ()>,
+    reloads: impl Stream<Item = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let keys = settings.jwt_keys.load()?;
+    if let Some(kid) = keys.signing_kid() {
+        tracing::info!(kid, "signing JWTs with kid");
+    }
+    let signer = Signer::new(keys, settings.jwt_ttl_seconds, &settings.apip)?;
     let schemas = Schemas::load().context("compiling the schemas in schemas/")?;
+    let jwks: observe::server::Jwks = {
+        let keys = signer.keys().clone();
+        Arc::new(move || keys.get().public_set())
+    };
     // Up first, so /healthz answers and /readyz says what is missing while the worker
     // waits for the database or the broker.
-    let _observers = observe::start(settings.metrics_addr, &stats, None).await?;
+    let _observers = observe::start(settings.metrics_addr, &stats, Some(jwks)).await?;
     let pool = store::prepare(&settings.database_url, settings.db_pool_size).await?;
     let _probe = {
         let (stats, pool) = (stats.clone(), pool.clone());
@@ -57,6 +74,15 @@ pub async fn run(
     )?
     .with_pass_code_lockout(settings.pass_code_max_failures, settings.pass_code_lockout)
     .with_pass_code_backlog(usize::from(settings.pass_code_backlog));
+    let _reloader = AbortOnDropHandle::new(tokio::spawn(
+        Reloader::new(
+            settings.jwt_keys.clone(),
+            settings.crm_token_secret_path.clone(),
+            signer.clone(),
+            store.clone(),
+        )
+        .run(reloads),
+    ));
     let handler = Handler::new(
         schemas,
         store.clone(),

@@ -65,7 +65,7 @@ impl Store {
             let mut verdict = Err(Error::InvalidToken(
                 "login tokens in JWT form are not accepted by this service",
             ));
-            for key in &self.crm_token_keys {
+            for key in self.crm_token_keys.get().iter() {
                 verdict = decode_jwt(token, key);
                 if verdict.is_ok() {
                     break;

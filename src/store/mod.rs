@@ -31,6 +31,7 @@ use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::keys::Current;
 use crate::request::Identifier;
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
@@ -286,8 +287,8 @@ pub struct Store {
     pool: PgPool,
     lookups: lookup::Lookups,
     /// The keys of CRM login tokens in JWT form, any of which verifies one; none
-    /// rejects them all.
-    crm_token_keys: Vec<DecodingKey>,
+    /// rejects them all. Replaced whole by a reload (SIGHUP).
+    crm_token_keys: Current<Vec<DecodingKey>>,
     /// Wrong pass codes counted on the pool's (primary) database.
     lockout: lockout::Lockout,
     /// The pass-code requests waiting in this worker, at most `TUCANO_PASS_CODE_BACKLOG`.
@@ -309,10 +310,7 @@ impl Store {
         crm_token_secrets: impl IntoIterator<Item = Secret>,
     ) -> anyhow::Result<Store> {
         let config = lookup_config(database_url)?;
-        let crm_token_keys = crm_token_secrets
-            .into_iter()
-            .map(|secret| DecodingKey::from_secret(secret.expose().as_bytes()))
-            .collect();
+        let crm_token_keys = Current::new(decoding_keys(crm_token_secrets));
         let lookups = lookup::Lookups::start(config, LOOKUP_CONCURRENCY);
         let lockout = lockout::Lockout::new(
             pool.clone(),
@@ -376,6 +374,19 @@ impl Store {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// Verifies CRM login tokens in JWT form with `crm_token_secrets` from the next
+    /// request on, in this store and its clones (a reload of `CRM_TOKEN_SECRET_FILE`).
+    pub fn replace_crm_token_secrets(&self, crm_token_secrets: impl IntoIterator<Item = Secret>) {
+        self.crm_token_keys.set(decoding_keys(crm_token_secrets));
+    }
+}
+
+fn decoding_keys(secrets: impl IntoIterator<Item = Secret>) -> Vec<DecodingKey> {
+    secrets
+        .into_iter()
+        .map(|secret| DecodingKey::from_secret(secret.expose().as_bytes()))
+        .collect()
 }
 
 impl fmt::Debug for Store {
@@ -384,7 +395,7 @@ impl fmt::Debug for Store {
             .field("pool", &self.pool)
             .field(
                 "crm_token_keys",
-                &format_args!("[{} redacted]", self.crm_token_keys.len()),
+                &format_args!("[{} redacted]", self.crm_token_keys.get().len()),
             )
             .finish()
     }

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tucano_auth::broker::{Names, Stats};
 use tucano_auth::config::{QueueType, Settings};
+use tucano_auth::keys::KeySource;
 use tucano_auth::secret::Secret;
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -94,11 +95,12 @@ pub fn settings(prefix: &str, db_url: &str) -> Settings {
         amqp_tls: Default::default(),
         database_url: db_url.to_owned(),
         queue_prefix: prefix.to_owned(),
-        jwt_secret: Secret::new(JWT_SECRET),
+        jwt_keys: KeySource::Secret(Secret::new(JWT_SECRET)),
         jwt_ttl_seconds: 300,
         apip: "crm.com".to_owned(),
         crm_token_secret: Some(Secret::new(CRM_SECRET)),
         crm_token_secret_file: Vec::new(),
+        crm_token_secret_path: None,
         queue_type: QueueType::Quorum,
         reply_to_allow: vec![
             "amq.rabbitmq.reply-to".to_owned(),
@@ -493,6 +495,18 @@ pub fn start_binary(
     env: &[(&str, &str)],
     stderr: std::process::Stdio,
 ) -> std::process::Child {
+    binary_command(prefix, db_url, env, stderr)
+        .spawn()
+        .expect("start the binary")
+}
+
+/// The command [`start_binary`] runs, for a test that changes more (removes a variable).
+pub fn binary_command(
+    prefix: &str,
+    db_url: &str,
+    env: &[(&str, &str)],
+    stderr: std::process::Stdio,
+) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tucano-auth"));
     command
         .arg("serve")
@@ -510,7 +524,7 @@ pub fn start_binary(
     for (key, value) in env {
         command.env(key, value);
     }
-    command.spawn().expect("start the binary")
+    command
 }
 
 /// Declares the durable (classic) queue `name`, as a client's reply queue.

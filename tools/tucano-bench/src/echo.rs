@@ -31,7 +31,7 @@ impl Echo {
     /// An echo with the allow-list of `settings` and a reply signed once with its key.
     pub fn new(settings: &Settings) -> anyhow::Result<Echo> {
         let signer = Signer::new(
-            &settings.jwt_secret,
+            settings.jwt_keys.load()?,
             settings.jwt_ttl_seconds,
             &settings.apip,
         )?;

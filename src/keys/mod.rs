@@ -1,0 +1,155 @@
+//! The keys the worker signs Tucano JWTs with (contract section 9), where they come
+//! from, and their reload on SIGHUP.
+//!
+//! A [`KeySet`] comes from one [`KeySource`]: `TUCANO_JWT_SECRET` or
+//! `TUCANO_JWT_SECRET_FILE` (one HS256 key, no `kid`), or `TUCANO_JWT_KEYS_FILE` (a JWK
+//! Set, parsed in [`jwk`]; its first key signs and names itself in the header's `kid`).
+//! [`generate`] makes new keys for `keygen`; [`reload`] re-reads the files; the
+//! [`Current`] holder lets a reload replace keys under requests in flight.
+
+mod current;
+pub mod generate;
+pub mod jwk;
+pub mod reload;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+pub use current::Current;
+
+use crate::secret::Secret;
+use crate::token::MIN_SECRET_BYTES;
+
+/// Where the signing keys are read from.
+#[derive(Clone, Debug)]
+pub enum KeySource {
+    /// `TUCANO_JWT_SECRET` (or the demo secret): fixed for the life of the process.
+    Secret(Secret),
+    /// `TUCANO_JWT_SECRET_FILE`: one HS256 key, trailing newline ignored.
+    SecretFile(PathBuf),
+    /// `TUCANO_JWT_KEYS_FILE`: a JWK Set of private keys.
+    KeysFile(PathBuf),
+}
+
+impl KeySource {
+    /// Reads and checks the keys. Errors name the variable and the file, never a key.
+    pub fn load(&self) -> anyhow::Result<KeySet> {
+        match self {
+            KeySource::Secret(secret) => KeySet::from_secret(secret, "TUCANO_JWT_SECRET"),
+            KeySource::SecretFile(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read TUCANO_JWT_SECRET_FILE {}", path.display())
+                })?;
+                let secret = Secret::new(text.trim_end_matches(['\r', '\n']));
+                KeySet::from_secret(&secret, "TUCANO_JWT_SECRET_FILE")
+                    .with_context(|| format!("TUCANO_JWT_SECRET_FILE {}", path.display()))
+            }
+            KeySource::KeysFile(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read TUCANO_JWT_KEYS_FILE {}", path.display())
+                })?;
+                let keys = jwk::parse_set(&text)
+                    .with_context(|| format!("TUCANO_JWT_KEYS_FILE {}", path.display()))?;
+                KeySet::from_jwks(keys)
+            }
+        }
+    }
+
+    /// The file a reload re-reads, with the variable that names it; `None` for a secret
+    /// given in the environment, which a running process cannot see change.
+    pub fn file(&self) -> Option<(&'static str, &Path)> {
+        match self {
+            KeySource::Secret(_) => None,
+            KeySource::SecretFile(path) => Some(("TUCANO_JWT_SECRET_FILE", path)),
+            KeySource::KeysFile(path) => Some(("TUCANO_JWT_KEYS_FILE", path)),
+        }
+    }
+}
+
+/// The configured keys: the first signs, the asymmetric ones are published.
+pub struct KeySet {
+    signing: EncodingKey,
+    /// The signing key's header: `{"alg":..,"typ":"JWT"}`, with its `kid` when it has one.
+    header: Header,
+    /// The public JWKs of the asymmetric keys, in the set's order.
+    public: Vec<Value>,
+}
+
+impl KeySet {
+    /// The simple form: one HS256 key of at least [`MIN_SECRET_BYTES`], no `kid`.
+    /// `variable` names where it came from in the error.
+    pub fn from_secret(secret: &Secret, variable: &str) -> anyhow::Result<KeySet> {
+        let bytes = secret.expose().as_bytes();
+        if bytes.len() < MIN_SECRET_BYTES {
+            bail!(
+                "{variable} must be at least {MIN_SECRET_BYTES} bytes, it has {}",
+                bytes.len()
+            );
+        }
+        Ok(KeySet {
+            signing: EncodingKey::from_secret(bytes),
+            header: header(Algorithm::HS256, None),
+            public: Vec::new(),
+        })
+    }
+
+    /// The keys of a JWK Set, which [`jwk::parse_set`] made sure is not empty.
+    fn from_jwks(keys: Vec<jwk::Jwk>) -> anyhow::Result<KeySet> {
+        let mut keys = keys.into_iter();
+        let Some(first) = keys.next() else {
+            bail!("the JWK Set holds no key");
+        };
+        let header = header(first.alg, Some(first.kid));
+        let public = first
+            .public
+            .into_iter()
+            .chain(keys.filter_map(|key| key.public))
+            .collect();
+        Ok(KeySet {
+            signing: first.encoding,
+            header,
+            public,
+        })
+    }
+
+    /// The header of the tokens the signing key signs.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The signing key.
+    pub fn signing_key(&self) -> &EncodingKey {
+        &self.signing
+    }
+
+    /// The signing key's `kid`; `None` for the simple form.
+    pub fn signing_kid(&self) -> Option<&str> {
+        self.header.kid.as_deref()
+    }
+
+    /// `{"keys": [...]}` of the public form of the asymmetric keys, in the set's order;
+    /// `None` when there is none (HS256 keys are secrets, never published).
+    pub fn public_set(&self) -> Option<Value> {
+        (!self.public.is_empty()).then(|| json!({ "keys": self.public }))
+    }
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet")
+            .field("signing", &"[redacted]")
+            .field("published", &self.public.len())
+            .field("signing_kid", &self.signing_kid())
+            .finish()
+    }
+}
+
+fn header(alg: Algorithm, kid: Option<String>) -> Header {
+    let mut header = Header::new(alg);
+    header.typ = Some("JWT".to_owned());
+    header.kid = kid;
+    header
+}
