@@ -147,6 +147,10 @@ pub struct Serve {
     /// The database.
     #[command(flatten)]
     pub database: Database,
+    /// A read-only standby of DATABASE_URL's database: the lookups go there, the rest
+    /// (migrations, demo data, the pass-code lockout) stays on DATABASE_URL.
+    #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
+    pub database_read_url: Option<String>,
     /// Load the demo data first; without a JWT secret, use a fixed, loudly logged demo secret.
     #[arg(long)]
     pub demo: bool,
@@ -413,6 +417,8 @@ pub struct Settings {
     pub amqp_tls: crate::broker::TlsFiles,
     /// Database URL.
     pub database_url: String,
+    /// The standby the lookups read, if any.
+    pub database_read_url: Option<String>,
     /// Prefix of exchanges and queues.
     pub queue_prefix: String,
     /// Where the keys that sign Tucano JWTs are read from (at start and on SIGHUP).
@@ -509,6 +515,7 @@ impl Settings {
             amqp_url: broker.amqp_url.clone(),
             amqp_tls: broker.tls(),
             database_url: database.database_url.clone(),
+            database_read_url: serve.database_read_url.clone(),
             queue_prefix: broker.queue_prefix.clone(),
             jwt_keys,
             jwt_ttl_seconds: serve.jwt_ttl_seconds,

@@ -51,21 +51,34 @@ pub async fn run_reloading(
     // waits for the database or the broker.
     let _observers = observe::start(settings.metrics_addr, &stats, Some(jwks)).await?;
     let pool = store::prepare(&settings.database_url, settings.db_pool_size).await?;
-    let _probe = {
-        let (stats, pool) = (stats.clone(), pool.clone());
-        AbortOnDropHandle::new(tokio::spawn(async move {
-            stats.readiness.probe_database(pool).await
-        }))
-    };
     if settings.demo {
         store::seed::seed_demo(&pool)
             .await
             .context("loading the demo data")?;
         tracing::info!("demo data loaded");
     }
+    // The lookups (the hot path) read the standby if there is one; the pool (migrations,
+    // demo data, the lockout's writes) stays on the primary.
+    let standby = match &settings.database_read_url {
+        Some(read_url) => {
+            let standby = store::prepare_read(read_url).await?;
+            tracing::info!(standby = %store::redact(read_url), "lookups read the standby (DATABASE_READ_URL)");
+            Some(standby)
+        }
+        None => None,
+    };
+    let _probe = {
+        let (stats, pool) = (stats.clone(), pool.clone());
+        AbortOnDropHandle::new(tokio::spawn(async move {
+            stats.readiness.probe_database(pool, standby).await
+        }))
+    };
     let store = Store::new(
         pool,
-        &settings.database_url,
+        settings
+            .database_read_url
+            .as_deref()
+            .unwrap_or(&settings.database_url),
         settings
             .crm_token_secret
             .iter()

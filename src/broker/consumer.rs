@@ -27,9 +27,7 @@ use tokio_util::task::TaskTracker;
 use super::delivery::Context;
 use super::replies::Replies;
 use super::stats::Stats;
-use super::{
-    declare, endpoint, open, parse_url, step, tls_of, tls_problem, Backoff, Names, CLOSE_TIMEOUT,
-};
+use super::{declare, step, tls_problem, Backoff, Names, Nodes, CLOSE_TIMEOUT};
 use crate::config::{QueueType, Settings};
 use crate::handle::Service;
 use crate::observe::metrics::{QueueMetrics, RECONNECTS};
@@ -61,24 +59,25 @@ pub async fn serve<S: Service>(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let names = Names::new(&settings.queue_prefix);
-    let broker = endpoint(&parse_url(&settings.amqp_url)?);
-    // Once: a CA or client certificate file that cannot be read is fatal at start.
-    let tls = tls_of(&settings.amqp_url, &settings.amqp_tls)
-        .map_err(|err| anyhow::anyhow!("cannot set up TLS to RabbitMQ at {broker}: {err}"))?;
-    if tls.is_none() && settings.amqp_tls.any() {
-        tracing::warn!(broker = %broker, "AMQP_CA_FILE or AMQP_CLIENT_CERT_FILE is set but AMQP_URL is amqp://, in clear: the files are not used; use amqps:// for TLS");
+    // Once: a URL that does not parse, a CA or client certificate file that cannot be
+    // read, is fatal at start.
+    let nodes = Nodes::new(&settings.amqp_url, &settings.amqp_tls)
+        .map_err(|err| anyhow::anyhow!("AMQP_URL cannot be used: {err}"))?;
+    if !nodes.any_tls() && settings.amqp_tls.any() {
+        tracing::warn!(broker = %nodes.endpoints(), "AMQP_CA_FILE or AMQP_CLIENT_CERT_FILE is set but AMQP_URL is amqp://, in clear: the files are not used; use amqps:// for TLS");
     }
     let stop = CancellationToken::new();
     // The connection name carries the prefix, so an operator can tell workers apart.
     let role = format!("worker {}", settings.queue_prefix);
-    let replies = Arc::new(Replies::new(&settings.amqp_url, tls.clone(), &role));
+    let replies = Arc::new(Replies::new(nodes.clone(), &role));
     let work = async {
         let mut backoff = Backoff::new();
         let mut first = true;
         loop {
+            let broker = nodes.current().endpoint.clone();
             let connected = tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                connected = open(&settings.amqp_url, tls.clone(), &role, Some(MAX_BODY as u64)) => connected,
+                connected = nodes.open_current(&role, Some(MAX_BODY as u64)) => connected,
             };
             let connection = match connected {
                 Ok(connection) => connection,
@@ -93,6 +92,8 @@ pub async fn serve<S: Service>(
                     )
                 }
                 Err(err) => {
+                    // The next node of AMQP_URL next time (the same one if it is alone).
+                    nodes.advance();
                     let delay = backoff.step();
                     tracing::warn!(broker = %broker, error = %err, retry_in_ms = delay.as_millis() as u64, "cannot reach RabbitMQ (AMQP_URL); retrying");
                     tokio::select! {
@@ -148,7 +149,8 @@ pub async fn serve<S: Service>(
             match ended {
                 Ended::Shutdown => return Ok(()),
                 Ended::Lost(why) => {
-                    tracing::warn!(broker = %broker, reason = %why, "lost the broker connection, reconnecting");
+                    nodes.advance();
+                    tracing::warn!(broker = %broker, reason = %why, next = %nodes.current().endpoint, "lost the broker connection, reconnecting");
                 }
             }
             let delay = backoff.step();

@@ -4,6 +4,7 @@
 
 mod consumer;
 mod delivery;
+pub mod nodes;
 mod replies;
 pub mod sanitize;
 mod stats;
@@ -21,6 +22,7 @@ use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Channel, Connect, Connection, ConnectionProperties, Consumer};
 
 pub use consumer::{serve, SHUTDOWN_SLACK};
+pub use nodes::Nodes;
 pub use stats::{log_summaries, Stats};
 pub use tls::{problem as tls_problem, Tls, TlsFiles};
 pub use topology::{

@@ -54,8 +54,7 @@ struct Current {
 /// The reply connection and its confirm channel, opened on first use and again after
 /// it is lost.
 pub(super) struct Replies {
-    url: String,
-    tls: Option<super::Tls>,
+    nodes: super::Nodes,
     role: String,
     current: Mutex<Option<Arc<Current>>>,
     reconnect: tokio::sync::Mutex<()>,
@@ -65,12 +64,10 @@ pub(super) struct Replies {
 }
 
 impl Replies {
-    /// A publisher for `url`, with `tls` for `amqps://`; nothing is opened until the
-    /// first reply.
-    pub(super) fn new(url: &str, tls: Option<super::Tls>, role: &str) -> Replies {
+    /// A publisher to one of `nodes`; nothing is opened until the first reply.
+    pub(super) fn new(nodes: super::Nodes, role: &str) -> Replies {
         Replies {
-            url: url.to_owned(),
-            tls,
+            nodes,
             role: format!("{role} replies"),
             current: Mutex::new(None),
             reconnect: tokio::sync::Mutex::new(()),
@@ -146,7 +143,7 @@ impl Replies {
         if let Some(current) = self.usable() {
             return Ok(current);
         }
-        let connection = super::open(&self.url, self.tls.clone(), &self.role, None).await?;
+        let connection = self.nodes.open_any(&self.role).await?;
         let opened = async {
             let channel = step("opening the reply channel", connection.create_channel()).await?;
             step(

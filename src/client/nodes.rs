@@ -6,27 +6,7 @@ use lapin::Connection;
 use super::ClientError;
 use crate::broker::TlsFiles;
 
-/// The node URLs of a comma-separated `AMQP_URL`, blanks dropped.
-pub fn split_nodes(amqp_url: &str) -> Vec<&str> {
-    amqp_url
-        .split(',')
-        .map(str::trim)
-        .filter(|node| !node.is_empty())
-        .collect()
-}
-
-/// A node URL fit for a message: `user:password@` removed.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<unparsable URL>".to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    format!("{scheme}://{host}{path}")
-}
+pub use crate::broker::nodes::{redact, split_nodes};
 
 /// Connects to one of the nodes of `amqp_url`, trying each once, starting at a random
 /// one so that clients spread across a cluster.

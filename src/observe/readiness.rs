@@ -14,6 +14,13 @@ use super::metrics::{BROKER_CONNECTED, DATABASE_UP};
 pub const DATABASE_PROBE: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Whether `pool`'s database answers `SELECT 1` within [`PROBE_TIMEOUT`].
+async fn answers(pool: &PgPool) -> bool {
+    tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(pool))
+        .await
+        .is_ok_and(|result| result.is_ok())
+}
+
 /// The two halves of readiness.
 #[derive(Debug, Default)]
 pub struct Readiness {
@@ -50,17 +57,27 @@ impl Readiness {
         metrics::gauge!(DATABASE_UP).set(f64::from(u8::from(up)));
     }
 
-    /// Probes the database with `SELECT 1` every [`DATABASE_PROBE`], until dropped.
-    pub async fn probe_database(&self, pool: PgPool) {
+    /// Probes the database with `SELECT 1` every [`DATABASE_PROBE`], until dropped; with
+    /// a `standby` (`DATABASE_READ_URL`, where the lookups go), both must answer.
+    pub async fn probe_database(&self, pool: PgPool, standby: Option<PgPool>) {
         let mut every = tokio::time::interval(DATABASE_PROBE);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut standby_up = true;
         loop {
             every.tick().await;
-            let answered =
-                tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&pool))
-                    .await
-                    .is_ok_and(|result| result.is_ok());
-            self.set_database(answered);
+            let primary = answers(&pool).await;
+            let standby = match &standby {
+                Some(standby) => answers(standby).await,
+                None => true,
+            };
+            if standby != standby_up {
+                standby_up = standby;
+                match standby {
+                    true => tracing::info!("the standby (DATABASE_READ_URL) answers again"),
+                    false => tracing::warn!("the standby (DATABASE_READ_URL) does not answer: lookups fail until it does"),
+                }
+            }
+            self.set_database(primary && standby);
         }
     }
 }

@@ -121,12 +121,7 @@ pub async fn prepare(database_url: &str, pool_size: u32) -> anyhow::Result<PgPoo
         })?;
     // One lookup connection now, so that its TLS (or anything else it does not share
     // with the pool) fails at start rather than at the first request.
-    lookups.connect().await.map_err(|err| {
-        let hint = tls_failure(&err);
-        anyhow::Error::new(err).context(format!(
-            "could not open a lookup connection to the database {shown}{hint}"
-        ))
-    })?;
+    check_lookup_connection(&lookups, database_url, "DATABASE_URL").await?;
 
     let migrator = sqlx::migrate!();
     // Applying them needs CREATE on the schema (sqlx's `_sqlx_migrations` table is
@@ -177,6 +172,50 @@ async fn pending_migrations(
                 *version == migration.version && checksum[..] == migration.checksum[..]
             })
         }))
+}
+
+/// Opens one lookup connection to `url` (named `what` in errors) and closes it: what
+/// the lookups will need, checked at start.
+async fn check_lookup_connection(
+    lookups: &lookup::LookupConfig,
+    url: &str,
+    what: &str,
+) -> anyhow::Result<()> {
+    let client = lookups.connect().await.map_err(|err| {
+        let hint = tls_failure(&err);
+        anyhow::Error::new(err).context(format!(
+            "could not open a lookup connection to the database {} ({what}){hint}",
+            redact(url)
+        ))
+    })?;
+    drop(client);
+    Ok(())
+}
+
+/// Checks `DATABASE_READ_URL` at start (one lookup connection, which must be able to
+/// read the migrated schema) and returns a one-connection pool to probe it with for
+/// readiness.
+pub async fn prepare_read(read_url: &str) -> anyhow::Result<PgPool> {
+    let shown = redact(read_url);
+    let lookups =
+        lookup_config(read_url).map_err(|err| err.context("DATABASE_READ_URL is not usable"))?;
+    check_lookup_connection(&lookups, read_url, "DATABASE_READ_URL").await?;
+    let options = PgConnectOptions::from_str(read_url)
+        .with_context(|| format!("DATABASE_READ_URL {shown} is not a valid PostgreSQL URL"))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options);
+    sqlx::query("SELECT 1 FROM subscriptions LIMIT 1")
+        .execute(&pool)
+        .await
+        .with_context(|| {
+            format!(
+                "the database of DATABASE_READ_URL {shown} cannot be read: is it a standby \
+                 of DATABASE_URL's, with the migrations applied?"
+            )
+        })?;
+    Ok(pool)
 }
 
 /// The lookup connections' settings from `database_url`; tokio-postgres refuses some

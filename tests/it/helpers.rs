@@ -94,6 +94,7 @@ pub fn settings(prefix: &str, db_url: &str) -> Settings {
         amqp_url: AMQP_URL.to_owned(),
         amqp_tls: Default::default(),
         database_url: db_url.to_owned(),
+        database_read_url: None,
         queue_prefix: prefix.to_owned(),
         jwt_keys: KeySource::Secret(Secret::new(JWT_SECRET)),
         jwt_ttl_seconds: 300,
