@@ -24,6 +24,7 @@ use lapin::{Channel, Connection, Consumer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::classes::BatchGate;
 use super::delivery::Context;
 use super::replies::Replies;
 use super::stats::Stats;
@@ -201,7 +202,10 @@ async fn session<S: Service>(
         // section 14). Batch keeps its small window, pass codes included.
         let window = settings.prefetch.saturating_add(settings.pass_code_backlog);
         let interactive = consume(connection, &names.interactive, window).await?;
-        let batch = consume(connection, &names.batch, settings.batch_prefetch).await?;
+        // The batch channel holds a whole window; the gate lets TUCANO_BATCH_PREFETCH of
+        // them run while interactive requests come in, all of them when none do.
+        let batch_window = settings.prefetch.max(settings.batch_prefetch);
+        let batch = consume(connection, &names.batch, batch_window).await?;
         Ok::<_, lapin::Error>((interactive, batch))
     };
     let opened = tokio::select! {
@@ -233,6 +237,10 @@ async fn session<S: Service>(
         })
     };
     let (interactive_context, batch_context) = (context("interactive"), context("batch"));
+    let gate = Arc::new(BatchGate::new(
+        settings.batch_prefetch,
+        settings.prefetch.max(settings.batch_prefetch),
+    ));
     let ended = loop {
         if !handler.is_ready() {
             tokio::select! {
@@ -240,16 +248,26 @@ async fn session<S: Service>(
                 _ = handler.ready() => {}
             }
         }
-        let (next, context) = tokio::select! {
+        let (next, is_batch) = tokio::select! {
             biased;
             _ = stop.cancelled() => break Ended::Shutdown,
-            next = interactive.next() => (next, &interactive_context),
-            next = batch.next() => (next, &batch_context),
+            next = interactive.next() => (next, false),
+            next = batch.next() => (next, true),
         };
         match next {
+            Some(Ok(delivery)) if is_batch => {
+                let (context, gate) = (batch_context.clone(), gate.clone());
+                tracker.spawn(async move {
+                    let _share = gate.admit().await;
+                    context.process(delivery).await
+                });
+            }
             Some(Ok(delivery)) => {
-                let context = context.clone();
-                tracker.spawn(async move { context.process(delivery).await });
+                let (context, gate) = (interactive_context.clone(), gate.clone());
+                tracker.spawn(async move {
+                    let _in_flight = gate.interactive();
+                    context.process(delivery).await
+                });
             }
             Some(Err(err)) => break Ended::Lost(err.to_string()),
             None => break Ended::Lost("the broker cancelled a consumer".to_owned()),

@@ -2,6 +2,7 @@
 //! the consume loop and publishing replies. Knows nothing of subscriptions: it hands
 //! each delivery to [`crate::handle::Handler`] and publishes what comes back.
 
+mod classes;
 mod consumer;
 mod delivery;
 pub mod nodes;

@@ -169,6 +169,8 @@ struct Results {
     worker: Option<Measured>,
     large: Option<Measured>,
     mixed: Option<Mixed>,
+    /// Batch requests a second drained with no interactive traffic (`--mixed`).
+    batch_alone: Option<f64>,
 }
 
 /// A process's closed- and open-loop figures.
@@ -399,6 +401,9 @@ impl Bench {
                 self.out,
                 "\n### Worker latency per identifier path (closed loop, all rounds)\n\n{per_path}"
             );
+        }
+        if options.mixed {
+            self.batch_alone(&database).await?;
         }
         if options.mixed && options.flood == FloodMode::Preload {
             self.mixed_preload(&database).await?;
@@ -772,6 +777,60 @@ impl Bench {
         Ok(())
     }
 
+    /// The batch queue drained with no interactive traffic: `--batch-requests` published
+    /// first, then a worker started; its rate is compared with the interactive
+    /// closed-loop rate (contract section 14: at least 0.8).
+    async fn batch_alone(&mut self, database: &str) -> anyhow::Result<()> {
+        let options = self.options.clone();
+        let generator = Generator::new(
+            Dataset::new(options.subscriptions),
+            options.pass_code_percent,
+        );
+        let prefix = format!("{}-alone", self.run_id);
+        self.prefixes.push(prefix.clone());
+        let names = Names::new(&prefix);
+        tucano_auth::broker::declare(&self.amqp, &names, options.queue_type).await?;
+        let reply_queue = load::batch_reply_queue(&prefix);
+        load::declare_reply_queue(&self.amqp, &reply_queue, options.queue_type).await?;
+        eprintln!(
+            "batch alone: publishing {} batch requests to {}...",
+            thousands(options.batch_requests as f64),
+            names.batch
+        );
+        load::flood(
+            &self.amqp,
+            &names.batch,
+            &reply_queue,
+            options.batch_requests,
+            &generator,
+            options.seed ^ 0x2222,
+        )
+        .await?;
+        let mut proc = self.spawn(Kind::Worker, &prefix, database)?;
+        load::wait_consuming(&self.amqp, &names.interactive, &mut proc, START_TIMEOUT).await?;
+        let start = Instant::now();
+        let collected = load::collect(
+            &self.amqp,
+            &reply_queue,
+            options.batch_requests,
+            flood_timeout(options.batch_requests),
+        )
+        .await?;
+        let drain = start.elapsed();
+        self.check_batch(&collected);
+        let status = proc.stop(STOP_GRACE).await?;
+        if !status.success() {
+            self.faults.push(format!(
+                "batch-alone worker exited with {status} after SIGTERM"
+            ));
+        }
+        load::delete_topology(&self.amqp, &prefix).await;
+        let rate = collected.ok as f64 / drain.as_secs_f64().max(1e-9);
+        eprintln!("batch alone: drained at {} req/s", thousands(rate));
+        self.results.batch_alone = Some(rate);
+        Ok(())
+    }
+
     fn check_batch(&mut self, collected: &load::Collected) {
         let expected = self.options.batch_requests;
         if collected.not_ok > 0 {
@@ -1029,6 +1088,27 @@ impl Bench {
             }
             None => rows.push((
                 "interactive p99 during a batch flood ≤ 2× without".into(),
+                "-".into(),
+                "not measured (--mixed)".into(),
+            )),
+        }
+        match (r.batch_alone, &r.worker) {
+            (Some(alone), Some(worker)) => {
+                let ratio = alone / worker.closed.throughput.max(1e-9);
+                rows.push((
+                    "batch drain with no interactive traffic ≥ 0.8 of the interactive closed loop"
+                        .into(),
+                    format!(
+                        "{ratio:.2} ({} vs {} req/s)",
+                        thousands(alone),
+                        thousands(worker.closed.throughput)
+                    ),
+                    verdict(ratio >= 0.8).to_owned(),
+                ));
+            }
+            _ => rows.push((
+                "batch drain with no interactive traffic ≥ 0.8 of the interactive closed loop"
+                    .into(),
                 "-".into(),
                 "not measured (--mixed)".into(),
             )),
