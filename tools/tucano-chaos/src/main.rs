@@ -34,6 +34,8 @@ pub enum Fault {
     DeadLetter,
     /// Send every hostile message of the catalogue (tucano-hostile), three rounds.
     Hostile,
+    /// Three workers on the same queues, each SIGKILLed and restarted in turn.
+    Workers,
 }
 
 /// Command line of `tucano-chaos`.

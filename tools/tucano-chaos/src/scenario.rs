@@ -285,7 +285,25 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
     let run = Duration::from_secs_f64(args.requests as f64 / args.rate.max(1) as f64);
     let mut recovery: Option<Duration> = None;
     let mut passed_hostile = true;
+    // The `workers` scenario's two other workers, on the same prefix.
+    let mut others: Vec<Child> = Vec::new();
     let mut other = match fault {
+        Fault::Workers => {
+            for _ in 0..2 {
+                others.push(start_worker(args, &prefix, &log)?);
+            }
+            for turn in 0..3 {
+                tokio::time::sleep(run / 4).await;
+                let victim = match turn {
+                    0 => &mut worker,
+                    n => &mut others[n - 1],
+                };
+                signal(victim, "KILL");
+                let _ = reap(victim, Duration::from_secs(5)).await;
+                *victim = start_worker(args, &prefix, &log)?;
+            }
+            "3 workers, each SIGKILLed and restarted in turn".to_owned()
+        }
         Fault::Kill => {
             for _ in 0..5 {
                 tokio::time::sleep(run / 6).await;
@@ -354,8 +372,17 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
         }
         let _ = connection.close(200, "checked".into()).await;
     }
+    for other in &others {
+        signal(other, "TERM");
+    }
     signal(&worker, "TERM");
     let exit = reap(&mut worker, Duration::from_secs(40)).await;
+    let mut others_exit_ok = true;
+    for other in &mut others {
+        others_exit_ok &= reap(other, Duration::from_secs(40))
+            .await
+            .is_some_and(|s| s.success());
+    }
     cleanup(&args.amqp_url, &prefix).await;
 
     let tally = ledger.tally();
@@ -375,7 +402,7 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
             .all(|code| code == "OK" || code == "TEMPORARILY_UNAVAILABLE");
         passed &= only_expected && recovery.is_some_and(|r| r <= Duration::from_secs(5));
     }
-    if !exit.is_some_and(|s| s.success()) {
+    if !exit.is_some_and(|s| s.success()) || !others_exit_ok {
         other.push_str("; the worker did not exit 0 on SIGTERM");
         passed = false;
     }
@@ -396,6 +423,7 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
             Fault::Database => "PostgreSQL stopped 10 s",
             Fault::DeadLetter => "dead letter",
             Fault::Hostile => "hostile messages beside the load",
+            Fault::Workers => "three workers on one queue, each SIGKILLed in turn",
         },
         tally,
         other,
