@@ -79,6 +79,20 @@ impl fmt::Debug for Identity {
 }
 
 impl Identity {
+    /// The client certificate of two optional settings, `what` naming them in errors:
+    /// none if neither is set, an error if only one is.
+    pub fn load_pair(
+        cert_file: Option<&Path>,
+        key_file: Option<&Path>,
+        what: (&str, &str),
+    ) -> anyhow::Result<Option<Identity>> {
+        match (cert_file, key_file) {
+            (Some(cert), Some(key)) => Identity::load(cert, key, what).map(Some),
+            (None, None) => Ok(None),
+            _ => anyhow::bail!("{} and {} go together: set both or neither", what.0, what.1),
+        }
+    }
+
     /// Reads the PEM certificate chain in `cert_file` and the PEM private key in
     /// `key_file`; `what` names the two settings in errors.
     pub fn load(cert_file: &Path, key_file: &Path, what: (&str, &str)) -> anyhow::Result<Identity> {

@@ -34,17 +34,11 @@ impl TlsFiles {
     /// named `host`. Errors name the variable to fix.
     pub fn connector(&self, host: &str) -> anyhow::Result<Tls> {
         let roots = tls::roots(self.ca_file.as_deref(), "AMQP_CA_FILE")?;
-        let identity = match (&self.client_cert_file, &self.client_key_file) {
-            (Some(cert), Some(key)) => Some(Identity::load(
-                cert,
-                key,
-                ("AMQP_CLIENT_CERT_FILE", "AMQP_CLIENT_KEY_FILE"),
-            )?),
-            (None, None) => None,
-            _ => anyhow::bail!(
-                "AMQP_CLIENT_CERT_FILE and AMQP_CLIENT_KEY_FILE go together: set both or neither"
-            ),
-        };
+        let identity = Identity::load_pair(
+            self.client_cert_file.as_deref(),
+            self.client_key_file.as_deref(),
+            ("AMQP_CLIENT_CERT_FILE", "AMQP_CLIENT_KEY_FILE"),
+        )?;
         let config = tls::client_config(Verify::Full(roots), identity)?;
         let server_name = ServerName::try_from(host.to_owned()).map_err(|_| {
             anyhow::anyhow!("AMQP_URL's host {host:?} is not a DNS name or IP address")

@@ -125,17 +125,11 @@ impl SslParams {
             SslMode::VerifyCa => (Negotiate::Require, Verify::ChainOnly(roots()?)),
             SslMode::VerifyFull => (Negotiate::Require, Verify::Full(roots()?)),
         };
-        let identity = match (&self.client_cert, &self.client_key) {
-            (Some(cert), Some(key)) => Some(Identity::load(
-                cert,
-                key,
-                ("DATABASE_URL's sslcert", "DATABASE_URL's sslkey"),
-            )?),
-            (None, None) => None,
-            _ => {
-                anyhow::bail!("DATABASE_URL's sslcert and sslkey go together: set both or neither")
-            }
-        };
+        let identity = Identity::load_pair(
+            self.client_cert.as_deref(),
+            self.client_key.as_deref(),
+            ("DATABASE_URL's sslcert", "DATABASE_URL's sslkey"),
+        )?;
         let config = tls::client_config(verify, identity)?;
         Ok((negotiate, MakeRustlsConnect::new(config)))
     }
