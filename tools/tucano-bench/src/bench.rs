@@ -195,6 +195,16 @@ struct Mixed {
     peak_rss: u64,
 }
 
+/// A batch flood published before its worker starts (see `preload_batch`).
+struct Preloaded {
+    generator: Generator,
+    prefix: String,
+    names: Names,
+    reply_queue: String,
+    /// How long publishing took.
+    publish: Duration,
+}
+
 /// Which process a phase drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -685,30 +695,15 @@ impl Bench {
     /// --quiet-duration.
     async fn mixed_preload(&mut self, database: &str) -> anyhow::Result<()> {
         let options = self.options.clone();
-        let generator = Generator::new(
-            Dataset::new(options.subscriptions),
-            options.pass_code_percent,
-        );
-        let prefix = format!("{}-mixed", self.run_id);
-        self.prefixes.push(prefix.clone());
-        let names = Names::new(&prefix);
-        tucano_auth::broker::declare(&self.amqp, &names, options.queue_type).await?;
-        let reply_queue = load::batch_reply_queue(&prefix);
-        load::declare_reply_queue(&self.amqp, &reply_queue, options.queue_type).await?;
-        eprintln!(
-            "mixed run: publishing {} batch requests to {}...",
-            thousands(options.batch_requests as f64),
-            names.batch
-        );
-        let publish = load::flood(
-            &self.amqp,
-            &names.batch,
-            &reply_queue,
-            options.batch_requests,
-            &generator,
-            options.seed,
-        )
-        .await?;
+        let Preloaded {
+            generator,
+            prefix,
+            names,
+            reply_queue,
+            publish,
+        } = self
+            .preload_batch("mixed", "mixed run", options.seed)
+            .await?;
         let max = self
             .results
             .worker
@@ -777,35 +772,62 @@ impl Bench {
         Ok(())
     }
 
-    /// The batch queue drained with no interactive traffic: `--batch-requests` published
-    /// first, then a worker started; its rate is compared with the interactive
-    /// closed-loop rate (contract section 14: at least 0.8).
-    async fn batch_alone(&mut self, database: &str) -> anyhow::Result<()> {
-        let options = self.options.clone();
+    /// Declares a fresh topology under the prefix `RUN-suffix` and publishes
+    /// `--batch-requests` to its batch queue, replies to a queue of its own; `what`
+    /// names the phase in the progress line.
+    async fn preload_batch(
+        &mut self,
+        suffix: &str,
+        what: &str,
+        seed: u64,
+    ) -> anyhow::Result<Preloaded> {
+        let options = &self.options;
         let generator = Generator::new(
             Dataset::new(options.subscriptions),
             options.pass_code_percent,
         );
-        let prefix = format!("{}-alone", self.run_id);
+        let prefix = format!("{}-{suffix}", self.run_id);
         self.prefixes.push(prefix.clone());
         let names = Names::new(&prefix);
         tucano_auth::broker::declare(&self.amqp, &names, options.queue_type).await?;
         let reply_queue = load::batch_reply_queue(&prefix);
         load::declare_reply_queue(&self.amqp, &reply_queue, options.queue_type).await?;
         eprintln!(
-            "batch alone: publishing {} batch requests to {}...",
+            "{what}: publishing {} batch requests to {}...",
             thousands(options.batch_requests as f64),
             names.batch
         );
-        load::flood(
+        let publish = load::flood(
             &self.amqp,
             &names.batch,
             &reply_queue,
             options.batch_requests,
             &generator,
-            options.seed ^ 0x2222,
+            seed,
         )
         .await?;
+        Ok(Preloaded {
+            generator,
+            prefix,
+            names,
+            reply_queue,
+            publish,
+        })
+    }
+
+    /// The batch queue drained with no interactive traffic: `--batch-requests` published
+    /// first, then a worker started; its rate is compared with the interactive
+    /// closed-loop rate (contract section 14: at least 0.8).
+    async fn batch_alone(&mut self, database: &str) -> anyhow::Result<()> {
+        let options = self.options.clone();
+        let Preloaded {
+            prefix,
+            names,
+            reply_queue,
+            ..
+        } = self
+            .preload_batch("alone", "batch alone", options.seed ^ 0x2222)
+            .await?;
         let mut proc = self.spawn(Kind::Worker, &prefix, database)?;
         load::wait_consuming(&self.amqp, &names.interactive, &mut proc, START_TIMEOUT).await?;
         let start = Instant::now();
