@@ -5,10 +5,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use lapin::uri::AMQPScheme;
 use lapin::Connection;
 
-use super::{endpoint, error, open, parse_url, Tls, TlsFiles};
+use super::{endpoint, error, open, parse_url, tls_of, Tls, TlsFiles};
 
 /// The node URLs of a comma-separated `AMQP_URL`, blanks dropped.
 pub fn split_nodes(amqp_url: &str) -> Vec<&str> {
@@ -55,19 +54,10 @@ impl Nodes {
     pub fn new(amqp_url: &str, files: &TlsFiles) -> Result<Nodes, lapin::Error> {
         let mut nodes = Vec::new();
         for url in split_nodes(amqp_url) {
-            let uri = parse_url(url)?;
-            let tls = match uri.scheme {
-                AMQPScheme::AMQPS => {
-                    Some(files.connector(&uri.authority.host).map_err(|err| {
-                        error(std::io::ErrorKind::InvalidInput, format!("{err:#}"))
-                    })?)
-                }
-                AMQPScheme::AMQP => None,
-            };
             nodes.push(Node {
                 url: url.to_owned(),
-                tls,
-                endpoint: endpoint(&uri),
+                tls: tls_of(url, files)?,
+                endpoint: endpoint(&parse_url(url)?),
             });
         }
         if nodes.is_empty() {
