@@ -12,6 +12,8 @@
 //! rounds), latencies are of the requests published in it, and CPU per request is
 //! the process's `utime + stime` used in the windows over their replies.
 
+mod passcodes;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +52,8 @@ pub async fn run(options: Options) -> anyhow::Result<bool> {
     }
     if options.open_rate.is_some_and(|r| r <= 0.0)
         || options.interactive_rate.is_some_and(|r| r <= 0.0)
+        || options.pass_code_plain_rate <= 0.0
+        || options.pass_code_overload <= 0.0
     {
         bail!("rates must be positive");
     }
@@ -171,6 +175,8 @@ struct Results {
     mixed: Option<Mixed>,
     /// Batch requests a second drained with no interactive traffic (`--mixed`).
     batch_alone: Option<f64>,
+    /// The pass-code phase (`--pass-codes`).
+    pass_codes: Option<passcodes::PassCodes>,
 }
 
 /// A process's closed- and open-loop figures.
@@ -418,7 +424,13 @@ impl Bench {
         if options.mixed && options.flood == FloodMode::Preload {
             self.mixed_preload(&database).await?;
         }
+        if options.pass_codes {
+            self.results.pass_codes = Some(passcodes::run(self, &database).await?);
+        }
         self.mixed_table();
+        if let Some(pass_codes) = self.results.pass_codes {
+            pass_codes.table(&mut self.out);
+        }
         self.sizes_table();
         self.targets();
         Ok(())
@@ -1133,6 +1145,37 @@ impl Bench {
                     .into(),
                 "-".into(),
                 "not measured (--mixed)".into(),
+            )),
+        }
+        match r.pass_codes {
+            Some(p) => {
+                rows.push((
+                    "pass-code closed-loop rate ≥ 0.7 of the machine's Argon2 limit".into(),
+                    format!(
+                        "{:.2} ({} vs {} per second)",
+                        p.rate_ratio(),
+                        thousands(p.closed),
+                        thousands(p.limit)
+                    ),
+                    verdict(p.rate_ratio() >= 0.7).to_owned(),
+                ));
+                rows.push((
+                    "p99 without a pass code while pass codes arrive at 2× the limit ≤ 2× alone"
+                        .into(),
+                    format!(
+                        "{:.2}× ({} ms vs {} ms; {} pass-code requests shed)",
+                        p.p99_ratio(),
+                        ms(p.plain_during.p99),
+                        ms(p.plain_alone.p99),
+                        thousands(p.shed as f64)
+                    ),
+                    verdict(p.p99_ratio() <= 2.0).to_owned(),
+                ));
+            }
+            None => rows.push((
+                "pass-code rate and isolation".into(),
+                "-".into(),
+                "not measured (--pass-codes)".into(),
             )),
         }
         match (&r.worker, &r.large) {

@@ -65,6 +65,9 @@ pub struct Sample {
     pub path: u8,
     /// Whether the reply was `OK`.
     pub ok: bool,
+    /// Whether it was a pass-code request shed by a full backlog
+    /// (`TEMPORARILY_UNAVAILABLE`, contract section 14).
+    pub shed: bool,
 }
 
 impl Sample {
@@ -114,6 +117,11 @@ impl Run {
     /// Replies that were not `OK`.
     pub fn not_ok(&self) -> u64 {
         self.samples.iter().filter(|s| !s.ok).count() as u64
+    }
+
+    /// Replies that shed a pass-code request.
+    pub fn shed(&self) -> u64 {
+        self.samples.iter().filter(|s| s.shed).count() as u64
     }
 
     /// What makes the run invalid, if anything.
@@ -249,7 +257,8 @@ impl Task {
                         None => run.unexpected += 1,
                         Some((sent, path)) => {
                             let ok = is_ok(&delivery.properties);
-                            if !ok && run.examples.len() < EXAMPLES {
+                            let shed = !ok && is_shed(&delivery.properties, &delivery.data);
+                            if !ok && !shed && run.examples.len() < EXAMPLES {
                                 run.examples.push(String::from_utf8_lossy(&delivery.data).into_owned());
                             }
                             let micros = now.saturating_duration_since(sent).as_micros();
@@ -258,6 +267,7 @@ impl Task {
                                 latency_us: u32::try_from(micros).unwrap_or(u32::MAX),
                                 path: path.index() as u8,
                                 ok,
+                                shed,
                             });
                         }
                     }
@@ -334,13 +344,30 @@ fn request_properties(seq: u64, reply_to: &str) -> BasicProperties {
 
 /// Whether a reply's `x-status-code` header is `OK`.
 fn is_ok(properties: &BasicProperties) -> bool {
-    let code = properties
+    code_is(properties, "OK")
+}
+
+/// Whether a reply sheds a pass-code request: `TEMPORARILY_UNAVAILABLE` with the
+/// backlog's message (the same code also answers a database outage).
+fn is_shed(properties: &BasicProperties, body: &[u8]) -> bool {
+    code_is(properties, "TEMPORARILY_UNAVAILABLE")
+        && serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|reply| {
+            reply
+                .pointer("/status/message")
+                .and_then(|m| m.as_str())
+                .is_some_and(|m| m.starts_with("too many pass-code checks"))
+        })
+}
+
+/// Whether a reply's `x-status-code` header is `code`.
+fn code_is(properties: &BasicProperties, code: &str) -> bool {
+    let header = properties
         .headers()
         .as_ref()
         .and_then(|headers| headers.inner().get("x-status-code").cloned());
-    match code {
-        Some(AMQPValue::LongString(code)) => code.as_bytes() == b"OK",
-        Some(AMQPValue::ShortString(code)) => code.as_str() == "OK",
+    match header {
+        Some(AMQPValue::LongString(value)) => value.as_bytes() == code.as_bytes(),
+        Some(AMQPValue::ShortString(value)) => value.as_str() == code,
         _ => false,
     }
 }

@@ -13,7 +13,7 @@
 //!
 //! # Layout
 //!
-//! - `bench.rs`: the phases and the report.
+//! - `bench.rs`: the phases and the report; `bench/passcodes.rs`: the pass-code phase.
 //! - `dataset.rs`: the data set, generated with set-based SQL.
 //! - `requests.rs`: the identifier-path mix and the request bodies.
 //! - `load.rs`: closed and open loops over direct reply-to, the batch flood.
@@ -147,6 +147,19 @@ pub struct Options {
     /// `--pass-code-percent 0`).
     #[arg(long, default_value_t = 0.0)]
     pub background_argon2: f64,
+    /// Run the pass-code phase (contract section 14): time one Argon2 verification,
+    /// measure a fresh worker's closed-loop rate on pass-code requests against the
+    /// machine's limit (cores ÷ that time), then the p99 of requests without a pass
+    /// code alone and while pass-code requests arrive at --pass-code-overload × the
+    /// limit, and count the shed ones.
+    #[arg(long)]
+    pub pass_codes: bool,
+    /// Requests a second without a pass code in the pass-code phase's open loops.
+    #[arg(long, default_value_t = 1000.0)]
+    pub pass_code_plain_rate: f64,
+    /// The pass-code flood's rate, as a multiple of the machine's Argon2 limit.
+    #[arg(long, default_value_t = 2.0)]
+    pub pass_code_overload: f64,
     /// Type of the request queues (QUEUE_TYPE of the worker and the echo).
     #[arg(long, value_enum, default_value_t = QueueType::Quorum)]
     pub queue_type: QueueType,

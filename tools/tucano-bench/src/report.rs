@@ -232,6 +232,7 @@ mod tests {
                 latency_us: i * 10,
                 path: 0,
                 ok: true,
+                shed: false,
             })
             .collect();
         let latency = Latency::of(samples.iter());

@@ -93,15 +93,27 @@ impl Generator {
     /// 25 %, by id 15 %, installed item 20 %, access token 20 %, medium the rest.
     pub fn new(dataset: Dataset, pass_code_percent: f64) -> Generator {
         let pass = (pass_code_percent.clamp(0.0, 20.0) * 100.0).round() as u32;
-        let weights = [
-            2500,
-            1500,
-            2000,
-            2000 - pass / 2,
-            2000 - (pass - pass / 2),
-            pass / 2,
-            pass - pass / 2,
-        ];
+        Generator::weighted(
+            dataset,
+            [
+                2500,
+                1500,
+                2000,
+                2000 - pass / 2,
+                2000 - (pass - pass / 2),
+                pass / 2,
+                pass - pass / 2,
+            ],
+        )
+    }
+
+    /// Only requests that need a pass code, half naming an access token, half a medium.
+    pub fn pass_codes_only(dataset: Dataset) -> Generator {
+        Generator::weighted(dataset, [0, 0, 0, 0, 0, 1, 1])
+    }
+
+    /// A mix of [`Path::ALL`] with these weights (not all zero).
+    fn weighted(dataset: Dataset, weights: [u32; 7]) -> Generator {
         let mut cumulative = [0; 7];
         let mut sum = 0;
         for (slot, weight) in cumulative.iter_mut().zip(weights) {
@@ -214,6 +226,17 @@ mod tests {
         }
         assert!((24_000..26_000).contains(&counts[0]), "{counts:?}");
         assert!((300..700).contains(&counts[5]), "{counts:?}");
+    }
+
+    #[test]
+    fn the_pass_code_mix_has_only_pass_codes() {
+        let generator = Generator::pass_codes_only(Dataset::new(10_000));
+        let mut rng = Rng::new(3);
+        let paths: Vec<Path> = (0..1000).map(|_| generator.path(&mut rng)).collect();
+        assert!(paths
+            .iter()
+            .all(|p| matches!(p, Path::TokenPassCode | Path::MediumPassCode)));
+        assert!(paths.contains(&Path::TokenPassCode) && paths.contains(&Path::MediumPassCode));
     }
 
     #[test]
