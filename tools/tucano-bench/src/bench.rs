@@ -236,7 +236,7 @@ impl Bench {
         let options = self.options.clone();
         let _ = writeln!(
             self.out,
-            "## tucano-bench\n\n{} subscriptions, {} queues, window {} over {} channels, prefetch {}, \
+            "## tucano-bench\n\n{} subscriptions, {} queues, window {} over {} channels, prefetch {} (echo {}), \
              batch prefetch {}, database pool {}, identifier + pass code {} % of requests; \
              closed loop {} round(s) of {} s per process, open loop {} s, each after {} s of warm-up.\n",
             thousands(options.subscriptions as f64),
@@ -244,6 +244,7 @@ impl Bench {
             options.window,
             options.channels,
             shown(options.prefetch),
+            shown(options.echo_prefetch.or(options.prefetch)),
             shown(options.batch_prefetch),
             shown(options.db_pool_size),
             options.pass_code_percent,
@@ -503,7 +504,11 @@ impl Bench {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
             ),
         ];
-        if let Some(prefetch) = options.prefetch {
+        let prefetch = match kind {
+            Kind::Echo => options.echo_prefetch.or(options.prefetch),
+            Kind::Worker => options.prefetch,
+        };
+        if let Some(prefetch) = prefetch {
             env.push(("TUCANO_PREFETCH", prefetch.to_string()));
         }
         if let Some(prefetch) = options.batch_prefetch {

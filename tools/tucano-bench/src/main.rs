@@ -166,6 +166,11 @@ pub struct Options {
     /// TUCANO_PREFETCH for the worker and the echo [default: the worker's].
     #[arg(long)]
     pub prefetch: Option<u16>,
+    /// TUCANO_PREFETCH for the echo alone [default: --prefetch's]: e.g. 256, where the
+    /// echo reaches the broker's best throughput, to compare the worker's defaults with
+    /// the best the broker allows.
+    #[arg(long)]
+    pub echo_prefetch: Option<u16>,
     /// TUCANO_BATCH_PREFETCH for the worker and the echo [default: the worker's].
     #[arg(long)]
     pub batch_prefetch: Option<u16>,
