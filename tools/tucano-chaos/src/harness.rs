@@ -259,16 +259,19 @@ pub async fn answered(port: u16) -> Option<u64> {
     Some(total as u64)
 }
 
-/// Runs `script` (one of `deploy/local/`) with `arguments`, its messages on our stderr;
-/// what it printed on stdout, or an error if it failed.
+/// Runs `script` (one of `deploy/local/`) with `arguments`, its messages indented on
+/// our stderr; what it printed on stdout, or an error if it failed.
 pub async fn script(script: &Path, arguments: &[&str]) -> anyhow::Result<String> {
+    // `output` pipes stderr whatever was asked, so the messages are passed on here.
     let output = tokio::process::Command::new(script)
         .args(arguments)
         .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
         .output()
         .await
         .with_context(|| format!("running {}", script.display()))?;
+    for line in String::from_utf8_lossy(&output.stderr).lines() {
+        eprintln!("   {line}");
+    }
     if !output.status.success() {
         bail!(
             "{} {} failed: {}",

@@ -100,9 +100,12 @@ async fn under_node_loss(args: &Args) -> anyhow::Result<Row> {
         wait_consumers(safe, &names.interactive, 2).await?;
     };
     eprintln!(
-        "   node {victim} leads {}; worker {} is connected to it ({starts} worker starts)",
+        "   node {victim} leads {}; worker {} is connected to it ({starts} worker starts; \
+         the workers' node ports {:?} and {:?})",
         names.interactive,
-        on_victim + 1
+        on_victim + 1,
+        broker_ports(workers[0].id(), &ports),
+        broker_ports(workers[1].id(), &ports)
     );
 
     let traffic = Arc::new(Traffic::interactive(&names.interactive, bodies()));
