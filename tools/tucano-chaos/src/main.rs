@@ -9,12 +9,28 @@
 //! - `database`: PostgreSQL is stopped for 10 s;
 //! - `dead-letter`: a faulty consumer nacks a request until the delivery limit;
 //! - `hostile`: every hostile message an attacker can publish (the tucano-hostile
-//!   catalogue), three rounds beside the load; the worker must never restart.
+//!   catalogue), three rounds beside the load; the worker must never restart;
+//! - `workers`: three workers on one queue, each SIGKILLed and restarted in turn; the
+//!   figures say how the replies were shared among them (each worker's metrics);
+//! - `node-loss`: the 3-node cluster of `deploy/local/rabbitmq-cluster` (started if it
+//!   is not running), two workers on its node list; the node holding the interactive
+//!   queue's leader and a worker's connection is SIGKILLed, then restarted;
+//! - `standby`: the primary and standby of `deploy/local/pg-standby`, the worker's
+//!   lookups on the standby, which is stopped for 5 s and started again.
+//!
+//! `kill` mixes batch (1 in 10) and pass-code (1 in 50) requests into the interactive
+//! ones and counts each class. `node-loss` and `standby` start servers of their own and
+//! take minutes: they are run by hand, from the repository's root (where the scripts
+//! are), never by CI.
 //!
 //! Exits 1 if any scenario misses its criterion, so it can gate CI.
 
+mod harness;
 mod load;
+mod node_loss;
 mod scenario;
+mod standby;
+mod traffic;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +52,10 @@ pub enum Fault {
     Hostile,
     /// Three workers on the same queues, each SIGKILLed and restarted in turn.
     Workers,
+    /// SIGKILL the cluster node of the queue leader and a worker's connection; restart it.
+    NodeLoss,
+    /// Stop the PostgreSQL standby the lookups read for 5 s, then start it.
+    Standby,
 }
 
 /// Command line of `tucano-chaos`.
@@ -75,6 +95,12 @@ pub struct Args {
     /// The worker binary [default: `tucano-auth` beside this binary].
     #[arg(long)]
     pub worker: Option<PathBuf>,
+    /// The cluster script of `node-loss`.
+    #[arg(long, default_value = "deploy/local/rabbitmq-cluster")]
+    pub cluster_script: PathBuf,
+    /// The primary-and-standby script of `standby`.
+    #[arg(long, default_value = "deploy/local/pg-standby")]
+    pub standby_script: PathBuf,
     /// How long to wait for the last replies after publishing ends, in seconds.
     #[arg(long, default_value_t = 120)]
     pub drain_seconds: u64,

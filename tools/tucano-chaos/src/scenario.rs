@@ -1,30 +1,25 @@
 //! One chaos scenario end to end: a fresh queue prefix, the real worker binary, the load,
 //! the fault, the wait for the last replies, the figures and the verdict.
 
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
-    QueueDeclareOptions,
-};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::options::{BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tucano_auth::broker::Names;
 use tucano_auth::store::seed;
 
-use crate::load::{self, Ledger, Tally};
-use crate::{Args, Fault};
-
-/// The JWT key the chaos worker signs with.
-const JWT_SECRET: &str = "chaos-jwt-secret-0123456789abcdef0123456789";
+use crate::harness::{
+    self, bodies, cleanup, declare_replies, free_port, metrics_on, pass_code_bodies, queue_depth,
+    reap, signal, start_worker, wait_consuming,
+};
+use crate::load::{self, Ledger, Tally, Traffic};
+use crate::{node_loss, standby, Args, Fault};
 
 /// Runs every scenario of `args`, prints the table, and says whether all passed.
 pub async fn run_all(args: &Args) -> anyhow::Result<bool> {
@@ -43,6 +38,8 @@ pub async fn run_all(args: &Args) -> anyhow::Result<bool> {
         );
         let row = match fault {
             Fault::DeadLetter => dead_letter(args).await?,
+            Fault::NodeLoss => node_loss::run(args).await?,
+            Fault::Standby => standby::run(args).await?,
             fault => load_under_fault(args, *fault).await?,
         };
         eprintln!("   {}", row.line());
@@ -58,11 +55,15 @@ pub async fn run_all(args: &Args) -> anyhow::Result<bool> {
 }
 
 /// One line of the result table.
-struct Row {
-    scenario: &'static str,
-    tally: Tally,
-    other: String,
-    passed: bool,
+pub struct Row {
+    /// What was done.
+    pub scenario: &'static str,
+    /// The counts of the load.
+    pub tally: Tally,
+    /// The scenario's own figures.
+    pub other: String,
+    /// Whether it met its criterion.
+    pub passed: bool,
 }
 
 impl Row {
@@ -86,126 +87,6 @@ impl Row {
             if self.passed { "PASS" } else { "FAIL" }
         )
     }
-}
-
-fn worker_binary(args: &Args) -> anyhow::Result<PathBuf> {
-    if let Some(path) = &args.worker {
-        return Ok(path.clone());
-    }
-    let me = std::env::current_exe().context("locating tucano-chaos")?;
-    let path = me.with_file_name("tucano-auth");
-    if !path.exists() {
-        bail!(
-            "{} is missing: build it (cargo build --release --workspace) or pass --worker",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
-fn start_worker(args: &Args, prefix: &str, log: &PathBuf) -> anyhow::Result<Child> {
-    let log = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    Command::new(worker_binary(args)?)
-        .arg("serve")
-        .env("AMQP_URL", &args.amqp_url)
-        .env("DATABASE_URL", &args.database_url)
-        .env("QUEUE_PREFIX", prefix)
-        .env("TUCANO_JWT_SECRET", JWT_SECRET)
-        .env("METRICS_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .context("starting the worker")
-}
-
-fn signal(child: &Child, name: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status();
-}
-
-async fn reap(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = child.kill();
-    child.wait().ok()
-}
-
-async fn wait_consuming(url: &str, queue: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(connection) = Connection::connect(url, Default::default()).await {
-            let ready = passive_declare(&connection, queue)
-                .await
-                .is_some_and(|q| q.consumer_count() > 0);
-            let _ = connection.close(200, "ok".into()).await;
-            if ready {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("the worker did not start consuming {queue} within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn declare_replies(url: &str, queue: &str) -> anyhow::Result<()> {
-    let connection = Connection::connect(url, Default::default()).await?;
-    let channel = connection.create_channel().await?;
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            arguments,
-        )
-        .await
-        .with_context(|| format!("declaring {queue}"))?;
-    let _ = connection.close(200, "ok".into()).await;
-    Ok(())
-}
-
-async fn cleanup(url: &str, prefix: &str) {
-    let Ok(connection) = Connection::connect(url, Default::default()).await else {
-        return;
-    };
-    let replies = format!("{prefix}.replies");
-    tucano_auth::broker::delete(&connection, &Names::new(prefix), &[replies.as_str()]).await;
-    let _ = connection.close(200, "bye".into()).await;
-}
-
-/// Valid requests over several identifier paths (no pass codes: Argon2 would dominate).
-fn bodies() -> Vec<Vec<u8>> {
-    let token = seed::SESSION_TOKEN;
-    [
-        format!(r#"{{"token":"{token}","subscription_identifier":{{"number":"S0000000329"}}}}"#),
-        format!(r#"{{"token":"{token}","subscription_identifier":{{"id":"75E3E50139F24DC3A6C9AA0C026D0292"}}}}"#),
-        format!(r#"{{"token":"{token}","installed_item_identifier":{{"serial_number":"SN-0001"}}}}"#),
-        format!(r#"{{"token":"{token}","access_token_identifier":{{"authentication_code":"AC-0001"}}}}"#),
-        format!(r#"{{"token":"{token}","customer_identification_medium_identifier":{{"authentication_code":"CIM-AC-0001"}}}}"#),
-    ]
-    .into_iter()
-    .map(String::into_bytes)
-    .collect()
 }
 
 fn postgres(action: &str) -> anyhow::Result<()> {
@@ -256,41 +137,46 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
     tucano_auth::broker::declare(&connection, &names, tucano_auth::config::QueueType::Quorum)
         .await?;
     let _ = connection.close(200, "declared".into()).await;
-    let mut worker = start_worker(args, &prefix, &log)?;
+    // Each worker slot's metrics port, to see how the replies were shared.
+    let mut ports = vec![free_port()?];
+    let mut worker = start_worker(args, &prefix, &log, &[metrics_on(ports[0])])?;
     wait_consuming(&args.amqp_url, &names.interactive).await?;
     declare_replies(&args.amqp_url, &replies).await?;
 
-    let ledger = Arc::new(Ledger::new(args.requests));
-    let stop = CancellationToken::new();
-    let collector = tokio::spawn({
-        let (url, replies, ledger, stop) = (
-            args.amqp_url.clone(),
-            replies.clone(),
-            ledger.clone(),
-            stop.clone(),
-        );
-        async move { load::collect(&url, &replies, ledger, stop).await }
+    // `kill` mixes in batch and pass-code requests: a worker SIGKILLed with those in
+    // hand must lose none of them either.
+    let traffic = Arc::new(match fault {
+        Fault::Kill => Traffic::mixed(
+            &names.interactive,
+            &names.batch,
+            bodies(),
+            pass_code_bodies(),
+        ),
+        _ => Traffic::interactive(&names.interactive, bodies()),
     });
-    let publisher = tokio::spawn({
-        let (url, queue, replies, ledger) = (
-            args.amqp_url.clone(),
-            names.interactive.clone(),
-            replies.clone(),
-            ledger.clone(),
-        );
-        let (requests, rate) = (args.requests, args.rate);
-        async move { load::publish(&url, &queue, &replies, requests, rate, &bodies(), ledger).await }
-    });
+    let load = load::start(
+        &args.amqp_url,
+        traffic.clone(),
+        &replies,
+        args.requests,
+        args.rate,
+    );
+    let ledger = load.ledger.clone();
 
     let run = Duration::from_secs_f64(args.requests as f64 / args.rate.max(1) as f64);
     let mut recovery: Option<Duration> = None;
     let mut passed_hostile = true;
     // The `workers` scenario's two other workers, on the same prefix.
     let mut others: Vec<Child> = Vec::new();
+    // Requests answered per worker slot of `workers`, summed over its restarts.
+    let mut shares = [0u64; 3];
+    let mut unscraped = 0;
     let mut other = match fault {
         Fault::Workers => {
             for _ in 0..2 {
-                others.push(start_worker(args, &prefix, &log)?);
+                ports.push(free_port()?);
+                let port = ports[ports.len() - 1];
+                others.push(start_worker(args, &prefix, &log, &[metrics_on(port)])?);
             }
             for turn in 0..3 {
                 tokio::time::sleep(run / 4).await;
@@ -298,9 +184,16 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
                     0 => &mut worker,
                     n => &mut others[n - 1],
                 };
+                // What it answered, read just before it dies (a few requests answered
+                // in between are not seen: the shares are a close estimate).
+                shares[turn] += harness::answered(ports[turn]).await.unwrap_or_else(|| {
+                    unscraped += 1;
+                    0
+                });
                 signal(victim, "KILL");
                 let _ = reap(victim, Duration::from_secs(5)).await;
-                *victim = start_worker(args, &prefix, &log)?;
+                ports[turn] = free_port()?;
+                *victim = start_worker(args, &prefix, &log, &[metrics_on(ports[turn])])?;
             }
             "3 workers, each SIGKILLed and restarted in turn".to_owned()
         }
@@ -309,7 +202,7 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
                 tokio::time::sleep(run / 6).await;
                 signal(&worker, "KILL");
                 let _ = reap(&mut worker, Duration::from_secs(5)).await;
-                worker = start_worker(args, &prefix, &log)?;
+                worker = start_worker(args, &prefix, &log, &[])?;
             }
             "5 SIGKILLs".to_owned()
         }
@@ -344,6 +237,7 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
             }
         }
         Fault::DeadLetter => bail!("the dead-letter scenario has no load"),
+        Fault::NodeLoss | Fault::Standby => bail!("{fault:?} is a scenario of its own"),
         Fault::Hostile => {
             let (sent, died) = hostile(args, &prefix, &mut worker, run).await?;
             if died {
@@ -354,15 +248,7 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
             }
         }
     };
-    publisher.await.context("the publisher task")?;
-    let deadline = Instant::now() + Duration::from_secs(args.drain_seconds);
-    while !ledger.settled() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Late duplicates (redeliveries) still count.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.cancel();
-    let _ = collector.await;
+    let ledger = load.finish(Duration::from_secs(args.drain_seconds)).await;
     // Every hostile message answered too: none waits in a queue or was dead-lettered.
     let mut hostile_left = 0;
     if fault == Fault::Hostile {
@@ -371,6 +257,14 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
             hostile_left += queue_depth(&connection, queue).await.unwrap_or(u32::MAX);
         }
         let _ = connection.close(200, "checked".into()).await;
+    }
+    if fault == Fault::Workers {
+        for (slot, port) in ports.iter().enumerate() {
+            shares[slot] += harness::answered(*port).await.unwrap_or_else(|| {
+                unscraped += 1;
+                0
+            });
+        }
     }
     for other in &others {
         signal(other, "TERM");
@@ -395,6 +289,21 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
         }
         passed &= passed_hostile && hostile_left == 0;
     }
+    if fault == Fault::Kill {
+        other.push_str(&format!(
+            "; confirmed/answered by class: {}",
+            class_figures(&ledger, &traffic)
+        ));
+        passed &= tally.codes.keys().all(|code| code == "OK");
+    }
+    if fault == Fault::Workers {
+        other.push_str(&format!("; {}", share_figures(&shares, &tally)));
+        if unscraped > 0 {
+            other.push_str(&format!(
+                " ({unscraped} of 6 metrics reads failed: shares undercount)"
+            ));
+        }
+    }
     if fault == Fault::Database {
         let only_expected = tally
             .codes
@@ -407,12 +316,7 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
         passed = false;
     }
     if !passed {
-        eprintln!("   worker log {}, last lines:", log.display());
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        for line in &lines[lines.len().saturating_sub(30)..] {
-            eprintln!("   | {line}");
-        }
+        harness::show_log(&log);
     } else {
         let _ = std::fs::remove_file(&log);
     }
@@ -424,11 +328,53 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
             Fault::DeadLetter => "dead letter",
             Fault::Hostile => "hostile messages beside the load",
             Fault::Workers => "three workers on one queue, each SIGKILLed in turn",
+            Fault::NodeLoss => "RabbitMQ node of the queue leader SIGKILLed",
+            Fault::Standby => "PostgreSQL standby restarted",
         },
         tally,
         other,
         passed,
     })
+}
+
+/// `interactive 16000/16000, batch 2000/2000, pass code 400/400`: confirmed and answered
+/// requests of each class, and how many of its replies were not `OK`.
+pub fn class_figures(ledger: &Ledger, traffic: &Traffic) -> String {
+    let figures: Vec<String> = ledger
+        .by_class(traffic)
+        .iter()
+        .map(|(class, n)| match n.not_ok {
+            0 => format!("{} {}/{}", class.name(), n.confirmed, n.answered),
+            not_ok => format!(
+                "{} {}/{} ({not_ok} replies not OK)",
+                class.name(),
+                n.confirmed,
+                n.answered
+            ),
+        })
+        .collect();
+    figures.join(", ")
+}
+
+/// How the replies were shared among the worker slots, as counts and percentages.
+fn share_figures(shares: &[u64], tally: &Tally) -> String {
+    let total: u64 = shares.iter().sum();
+    let figures: Vec<String> = shares
+        .iter()
+        .enumerate()
+        .map(|(slot, n)| {
+            format!(
+                "worker {} {n} ({:.1}%)",
+                slot + 1,
+                100.0 * *n as f64 / total.max(1) as f64
+            )
+        })
+        .collect();
+    let replies: u64 = tally.codes.values().sum();
+    format!(
+        "answered per worker (their metrics): {}; {total} in all, {replies} replies received",
+        figures.join(", ")
+    )
 }
 
 /// Sends the hostile catalogue three times, spread over the run, watching that the
@@ -467,32 +413,6 @@ async fn hostile(
     }
     publisher.close().await;
     Ok((sent, worker.try_wait()?.is_some()))
-}
-
-/// Messages waiting in `queue`, by a passive declare.
-async fn queue_depth(connection: &Connection, queue: &str) -> Option<u32> {
-    passive_declare(connection, queue)
-        .await
-        .map(|q| q.message_count())
-}
-
-/// What a passive declare of `queue` says; `None` if it does not exist.
-async fn passive_declare(connection: &Connection, queue: &str) -> Option<lapin::Queue> {
-    let channel = connection.create_channel().await.ok()?;
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .ok();
-    // Closed before its connection, or lapin logs an ERROR.
-    let _ = channel.close(200, "ok".into()).await;
-    declared
 }
 
 /// A faulty consumer nacks one request until the delivery limit dead-letters it.
