@@ -18,7 +18,7 @@
 //! - `standby`: the primary and standby of `deploy/local/pg-standby`, the worker's
 //!   lookups on the standby, which is stopped for 5 s and started again.
 //!
-//! `kill` mixes batch (1 in 10) and pass-code (1 in 50) requests into the interactive
+//! `kill` mixes batch (1 in 10) and pass-code (1 in 200) requests into the interactive
 //! ones and counts each class. `node-loss` and `standby` start servers of their own and
 //! take minutes: they are run by hand, from the repository's root (where the scripts
 //! are), never by CI.

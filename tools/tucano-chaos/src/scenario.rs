@@ -337,7 +337,7 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
     })
 }
 
-/// `interactive 16000/16000, batch 2000/2000, pass code 400/400`: confirmed and answered
+/// `interactive 17900/17900, batch 2000/2000, pass code 100/100`: confirmed and answered
 /// requests of each class, and how many of its replies were not `OK`.
 pub fn class_figures(ledger: &Ledger, traffic: &Traffic) -> String {
     let figures: Vec<String> = ledger
