@@ -153,8 +153,10 @@ async fn a_new_first_key_signs_within_a_second_of_sighup_and_no_request_under_lo
         pace.tick().await;
         if i == 200 {
             write_keys(&file, &[&new, &old]);
-            hang_up(&child);
+            // Read before the signal: read after, a busy machine let a reply signed
+            // with the new key arrive (and be timed) between the two.
             hung_up = Some(Instant::now());
+            hang_up(&child);
         }
         let _confirm = run
             .channel
