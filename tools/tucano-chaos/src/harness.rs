@@ -292,3 +292,24 @@ pub fn show_log(log: &Path) {
         eprintln!("   | {line}");
     }
 }
+
+/// Runs `scenario` with the servers of `servers` (a `deploy/local` script): runs
+/// `servers start` first unless `already_running`, and then `servers stop` (naming
+/// `what` if that fails), so a scenario stops only what it started.
+pub async fn with_servers<T>(
+    servers: &Path,
+    already_running: bool,
+    what: &str,
+    scenario: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    if !already_running {
+        script(servers, &["start"]).await?;
+    }
+    let result = scenario.await;
+    if !already_running {
+        if let Err(err) = script(servers, &["stop"]).await {
+            eprintln!("   cannot stop {what}: {err:#}");
+        }
+    }
+    result
+}

@@ -16,7 +16,7 @@ use tucano_auth::broker::Names;
 
 use crate::harness::{
     bodies, cleanup, consumers, declare_replies, reap, script, show_log, signal, start_worker,
-    wait_consumers,
+    wait_consumers, with_servers,
 };
 use crate::load::{self, Traffic};
 use crate::scenario::Row;
@@ -34,17 +34,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Row> {
         .lines()
         .filter(|line| line.split_whitespace().nth(2) == Some("running"))
         .count();
-    let started = running < 3;
-    if started {
-        script(cluster, &["start"]).await?;
-    }
-    let row = under_node_loss(args).await;
-    if started {
-        if let Err(err) = script(cluster, &["stop"]).await {
-            eprintln!("   cannot stop the cluster: {err:#}");
-        }
-    }
-    row
+    with_servers(cluster, running >= 3, "the cluster", under_node_loss(args)).await
 }
 
 async fn under_node_loss(args: &Args) -> anyhow::Result<Row> {

@@ -17,6 +17,7 @@ use tucano_auth::store::seed;
 
 use crate::harness::{
     bodies, cleanup, declare_replies, reap, script, show_log, signal, start_worker, wait_consuming,
+    with_servers,
 };
 use crate::load::{self, Traffic};
 use crate::scenario::Row;
@@ -41,17 +42,13 @@ pub async fn run(args: &Args) -> anyhow::Result<Row> {
                 && line.trim_end().ends_with("running")
         })
         .count();
-    let started = running < 2;
-    if started {
-        script(servers, &["start"]).await?;
-    }
-    let row = with_standby(args).await;
-    if started {
-        if let Err(err) = script(servers, &["stop"]).await {
-            eprintln!("   cannot stop the primary and standby: {err:#}");
-        }
-    }
-    row
+    with_servers(
+        servers,
+        running >= 2,
+        "the primary and standby",
+        with_standby(args),
+    )
+    .await
 }
 
 async fn with_standby(args: &Args) -> anyhow::Result<Row> {
