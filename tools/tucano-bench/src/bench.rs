@@ -38,6 +38,8 @@ use crate::{FloodMode, Options};
 const STOP_GRACE: Duration = Duration::from_secs(40);
 /// The label of the worker on the large data set.
 const LARGE: &str = "worker, large data set";
+/// The label of the `--baseline-bin` worker.
+const BASELINE: &str = "worker (baseline)";
 /// How long a started process may take to consume.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -171,6 +173,8 @@ struct Bench {
 struct Results {
     echo: Option<Measured>,
     worker: Option<Measured>,
+    /// The `--baseline-bin` worker.
+    baseline: Option<Measured>,
     large: Option<Measured>,
     mixed: Option<Mixed>,
     /// Batch requests a second drained with no interactive traffic (`--mixed`).
@@ -182,7 +186,10 @@ struct Results {
 /// A process's closed- and open-loop figures.
 #[derive(Debug, Clone, Default)]
 struct Measured {
+    /// At the first `--window`.
     closed: Figures,
+    /// At each `--window`, in their order.
+    by_window: Vec<(u64, Figures)>,
     open: Figures,
     open_rate: f64,
     /// The open loop's service times, as the process itself measured them.
@@ -225,10 +232,18 @@ struct Subject {
     prefix: String,
     database: String,
     generator: Arc<Generator>,
-    windows: Vec<Window>,
-    /// Closed-loop requests published in the windows.
+    /// The closed loop's rounds, one entry per `--window`.
+    closed: Vec<ClosedRuns>,
+    /// Closed-loop requests published in the windows (all window sizes).
     samples: Vec<load::Sample>,
     measured: Measured,
+}
+
+/// One window size's closed-loop rounds of a subject.
+struct ClosedRuns {
+    window: u64,
+    windows: Vec<Window>,
+    samples: Vec<load::Sample>,
 }
 
 impl Bench {
@@ -241,7 +256,12 @@ impl Bench {
              closed loop {} round(s) of {} s per process, open loop {} s, each after {} s of warm-up.\n",
             thousands(options.subscriptions as f64),
             options.queue_type.as_str(),
-            options.window,
+            options
+                .window
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(" and "),
             options.channels,
             shown(options.prefetch),
             shown(options.echo_prefetch.or(options.prefetch)),
@@ -288,6 +308,19 @@ impl Bench {
                 &database,
                 options.subscriptions,
             )?);
+            if let Some(baseline) = options.baseline_bin.clone() {
+                if !baseline.is_file() {
+                    bail!("--baseline-bin {}: no such file", baseline.display());
+                }
+                subjects.push(self.subject_from(
+                    Kind::Worker,
+                    BASELINE,
+                    "baseline",
+                    &database,
+                    options.subscriptions,
+                    Some(&baseline),
+                )?);
+            }
         }
         if options.compare_sizes {
             subjects.push(self.subject(
@@ -309,48 +342,69 @@ impl Bench {
             .await?;
         }
 
+        // Round after round, each window size, each process: the processes of one
+        // window size are measured back to back, so their ratio is of one moment.
         for round in 1..=options.rounds {
-            for subject in &mut subjects {
-                eprintln!(
-                    "round {round}: {} closed loop, window {}...",
-                    subject.label, options.window
-                );
-                let (window, run) = self
-                    .measure(
-                        subject,
-                        Pacing::Closed {
-                            window: options.window as usize,
-                        },
-                        Duration::from_secs(options.warmup),
-                        Duration::from_secs(options.duration),
-                        options.requests,
-                    )
-                    .await?;
-                eprintln!(
-                    "round {round}: {}: {} req/s",
-                    subject.label,
-                    thousands(window.throughput())
-                );
-                let phase = format!("{} closed loop, round {round}", subject.label);
-                self.check(&phase, &run, &mut subject.proc);
-                subject.samples.extend(
-                    run.samples
+            for (size, &in_flight) in options.window.iter().enumerate() {
+                for subject in &mut subjects {
+                    eprintln!(
+                        "round {round}: {} closed loop, window {in_flight}...",
+                        subject.label
+                    );
+                    let (window, run) = self
+                        .measure(
+                            subject,
+                            Pacing::Closed {
+                                window: in_flight as usize,
+                            },
+                            Duration::from_secs(options.warmup),
+                            Duration::from_secs(options.duration),
+                            options.requests,
+                        )
+                        .await?;
+                    eprintln!(
+                        "round {round}: {}, window {in_flight}: {} req/s",
+                        subject.label,
+                        thousands(window.throughput())
+                    );
+                    let phase = format!(
+                        "{} closed loop (window {in_flight}), round {round}",
+                        subject.label
+                    );
+                    self.check(&phase, &run, &mut subject.proc);
+                    let sent: Vec<load::Sample> = run
+                        .samples
                         .iter()
-                        .filter(|s| s.sent >= window.from && s.sent < window.to),
-                );
-                subject.windows.push(window);
+                        .filter(|s| s.sent >= window.from && s.sent < window.to)
+                        .copied()
+                        .collect();
+                    subject.samples.extend(&sent);
+                    let runs = &mut subject.closed[size];
+                    runs.samples.extend(sent);
+                    runs.windows.push(window);
+                }
             }
         }
         for subject in &mut subjects {
-            subject.measured.closed = Figures::of(&subject.windows, &subject.samples);
+            subject.measured.by_window = subject
+                .closed
+                .iter()
+                .map(|runs| (runs.window, Figures::of(&runs.windows, &runs.samples)))
+                .collect();
+            if let Some((_, first)) = subject.measured.by_window.first() {
+                subject.measured.closed = first.clone();
+            }
         }
         // Open loops at half of each one's maximum (the large data set's worker is
         // compared on throughput only).
         for subject in subjects.iter_mut().filter(|s| s.label != LARGE) {
-            let rate = options
-                .open_rate
-                .unwrap_or(subject.measured.closed.throughput / 2.0)
-                .max(1.0);
+            let max = subject
+                .measured
+                .by_window
+                .iter()
+                .map(|(_, figures)| figures.throughput)
+                .fold(0.0, f64::max);
+            let rate = options.open_rate.unwrap_or(max / 2.0).max(1.0);
             eprintln!(
                 "{}: open loop at {} req/s...",
                 subject.label,
@@ -409,6 +463,7 @@ impl Bench {
                     per_path = report::per_path(&subject.samples);
                     self.results.worker = Some(subject.measured);
                 }
+                BASELINE => self.results.baseline = Some(subject.measured),
                 _ => self.results.large = Some(subject.measured),
             }
         }
@@ -446,8 +501,24 @@ impl Bench {
         database: &str,
         subscriptions: u64,
     ) -> anyhow::Result<Subject> {
+        self.subject_from(kind, label, suffix, database, subscriptions, None)
+    }
+
+    /// [`Bench::subject`] from the binary `bin` [default: the echo's or the worker's].
+    fn subject_from(
+        &mut self,
+        kind: Kind,
+        label: &'static str,
+        suffix: &str,
+        database: &str,
+        subscriptions: u64,
+        bin: Option<&Path>,
+    ) -> anyhow::Result<Subject> {
         let prefix = format!("{}-{suffix}", self.run_id);
-        let proc = self.spawn(kind, &prefix, database)?;
+        let proc = match bin {
+            Some(bin) => self.spawn_bin(kind, &prefix, database, bin)?,
+            None => self.spawn(kind, &prefix, database)?,
+        };
         Ok(Subject {
             label,
             proc,
@@ -457,7 +528,16 @@ impl Bench {
                 Dataset::new(subscriptions),
                 self.options.pass_code_percent,
             )),
-            windows: Vec::new(),
+            closed: self
+                .options
+                .window
+                .iter()
+                .map(|&window| ClosedRuns {
+                    window,
+                    windows: Vec::new(),
+                    samples: Vec::new(),
+                })
+                .collect(),
             samples: Vec::new(),
             measured: Measured::default(),
         })
@@ -486,6 +566,21 @@ impl Bench {
 
     /// Starts the worker or the echo on `prefix` and `database`.
     fn spawn(&mut self, kind: Kind, prefix: &str, database: &str) -> anyhow::Result<Proc> {
+        let bin = match kind {
+            Kind::Echo => self.self_exe.clone(),
+            Kind::Worker => self.worker_bin.clone(),
+        };
+        self.spawn_bin(kind, prefix, database, &bin)
+    }
+
+    /// [`Bench::spawn`] from the binary `bin`.
+    fn spawn_bin(
+        &mut self,
+        kind: Kind,
+        prefix: &str,
+        database: &str,
+        bin: &Path,
+    ) -> anyhow::Result<Proc> {
         self.prefixes.push(prefix.to_owned());
         let options = &self.options;
         let mut env: Vec<(&str, String)> = vec![
@@ -534,9 +629,9 @@ impl Bench {
             "TUCANO_JWT_TTL_SECONDS",
             "TUCANO_APIP",
         ];
-        let (name, program, args): (&str, &PathBuf, &[&str]) = match kind {
-            Kind::Echo => ("echo", &self.self_exe, &["echo-worker"]),
-            Kind::Worker => ("worker", &self.worker_bin, &["serve"]),
+        let (name, program, args): (&str, &Path, &[&str]) = match kind {
+            Kind::Echo => ("echo", bin, &["echo-worker"]),
+            Kind::Worker => ("worker", bin, &["serve"]),
         };
         let log = self.log_dir.join(format!("{prefix}.log"));
         eprintln!(
@@ -903,11 +998,12 @@ impl Bench {
         };
         let _ = writeln!(
             self.out,
-            "\n### Data-set size (worker, closed loop, same rounds)\n\n\
+            "\n### Data-set size (worker, closed loop at window {}, same rounds)\n\n\
              | subscriptions | throughput (req/s) | rounds (req/s) | p50 (ms) | p99 (ms) | CPU/request (µs) | peak RSS (MiB) |\n\
              |---:|---:|---|---:|---:|---:|---:|\n\
              | {} | {} | {} | {} | {} | {:.0} | {} |\n| {} | {} | {} | {} | {} | {:.0} | {} |\n\n\
              Throughput at {} subscriptions is **{:.1} %** of that at {}.",
+            options.window.first().copied().unwrap_or_default(),
             thousands(options.subscriptions as f64),
             thousands(worker.closed.throughput),
             rounds(&worker.closed),
@@ -965,74 +1061,100 @@ impl Bench {
     fn main_table(&mut self) {
         let echo = self.results.echo.clone();
         let worker = self.results.worker.clone();
-        if echo.is_none() && worker.is_none() {
+        let baseline = self.results.baseline.clone();
+        let processes: Vec<(&str, &Measured)> = [
+            ("echo ceiling", &echo),
+            ("worker", &worker),
+            (BASELINE, &baseline),
+        ]
+        .into_iter()
+        .filter_map(|(label, m)| Some((label, m.as_ref()?)))
+        .collect();
+        if processes.is_empty() {
             return;
         }
-        let _ = writeln!(
-            self.out,
-            "\n### Closed loop (window {}): maximum throughput\n\n{}",
-            self.options.window,
-            report::header()
-        );
-        for (label, measured) in [("echo ceiling", &echo), ("worker", &worker)] {
-            if let Some(m) = measured {
-                let _ = writeln!(
-                    self.out,
-                    "{}",
-                    report::row(label, &m.closed, Some(m.peak_rss))
-                );
-            }
-        }
-        if let (Some(echo), Some(worker)) = (&echo, &worker) {
-            let per_round: Vec<String> = echo
-                .closed
-                .rounds
-                .iter()
-                .zip(&worker.closed.rounds)
-                .map(|(e, w)| format!("{:.1} %", 100.0 * w / e.max(1e-9)))
-                .collect();
+        let at = |m: &Measured, size: usize| m.by_window.get(size).map(|(_, f)| f.clone());
+        for (size, window) in self.options.window.clone().into_iter().enumerate() {
             let _ = writeln!(
                 self.out,
-                "\nWorker / ceiling throughput (medians): **{:.1} %** (per round: {}).",
-                100.0 * worker.closed.throughput / echo.closed.throughput.max(1e-9),
-                per_round.join(", ")
+                "\n### Closed loop (window {window}): maximum throughput\n\n{}",
+                report::header()
             );
+            for (label, m) in &processes {
+                if let Some(figures) = at(m, size) {
+                    let _ = writeln!(
+                        self.out,
+                        "{}",
+                        report::row(label, &figures, Some(m.peak_rss))
+                    );
+                }
+            }
+            let pairs = [
+                ("Worker / ceiling", &worker, &echo),
+                ("Baseline / ceiling", &baseline, &echo),
+                ("Worker / baseline", &worker, &baseline),
+            ];
+            for (what, over, under) in pairs {
+                let (Some(over), Some(under)) = (over, under) else {
+                    continue;
+                };
+                let (Some(over), Some(under)) = (at(over, size), at(under, size)) else {
+                    continue;
+                };
+                let pairs = Pairs::of(&over, &under);
+                let _ = writeln!(
+                    self.out,
+                    "\n{what} throughput: **{:.1} %**, the median of the rounds' pairs (per round: {}; ratio of the medians {:.1} %).",
+                    100.0 * pairs.median,
+                    pairs.per_round(),
+                    100.0 * over.throughput / under.throughput.max(1e-9),
+                );
+            }
         }
         let _ = writeln!(
             self.out,
             "\n### Open loop at half the maximum\n\n| process | rate (req/s) | achieved (req/s) | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | CPU/request (µs) |\n|---|---:|---:|---:|---:|---:|---:|---:|"
         );
-        for (label, measured) in [("echo ceiling", &echo), ("worker", &worker)] {
-            if let Some(m) = measured {
-                let _ = writeln!(
-                    self.out,
-                    "| {label} | {} | {} | {} | {} | {} | {} | {:.0} |",
-                    thousands(m.open_rate),
-                    thousands(m.open.throughput),
-                    ms(m.open.latency.p50),
-                    ms(m.open.latency.p99),
-                    ms(m.open.latency.p999),
-                    ms(m.open.latency.max),
-                    m.open.cpu_per_request.as_secs_f64() * 1e6
-                );
-            }
+        for (label, m) in &processes {
+            let _ = writeln!(
+                self.out,
+                "| {label} | {} | {} | {} | {} | {} | {} | {:.0} |",
+                thousands(m.open_rate),
+                thousands(m.open.throughput),
+                ms(m.open.latency.p50),
+                ms(m.open.latency.p99),
+                ms(m.open.latency.p999),
+                ms(m.open.latency.max),
+                m.open.cpu_per_request.as_secs_f64() * 1e6
+            );
         }
         self.service_table(&echo, &worker);
         let _ = writeln!(
             self.out,
-            "\n### CPU per request around the process (closed loop, µs)\n\n| process | itself | load generator | RabbitMQ (whole broker) | PostgreSQL (bench backends) |\n|---|---:|---:|---:|---:|"
+            "\n### CPU per request around the process (closed loop, µs)\n\n\
+             The process's own CPU and its PostgreSQL backends' over the replies of all rounds, then that sum in each round.\n\n\
+             | process | window | itself | PostgreSQL (bench backends) | itself + PostgreSQL | per round | RabbitMQ (whole broker) | load generator |\n\
+             |---|---:|---:|---:|---:|---|---:|---:|"
         );
-        for (label, measured) in [("echo ceiling", &echo), ("worker", &worker)] {
-            if let Some(m) = measured {
-                let a = m.closed.around_per_request;
-                let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        for (size, window) in self.options.window.clone().into_iter().enumerate() {
+            for (label, m) in &processes {
+                let Some(f) = at(m, size) else { continue };
+                let a = f.around_per_request;
+                let rounds: Vec<String> = f
+                    .rounds_cpu
+                    .iter()
+                    .map(|d| format!("{:.0}", us(*d)))
+                    .collect();
                 let _ = writeln!(
                     self.out,
-                    "| {label} | {:.0} | {:.0} | {:.0} | {:.0} |",
-                    us(m.closed.cpu_per_request),
-                    us(a.bench),
+                    "| {label} | {window} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {:.0} |",
+                    us(f.cpu_per_request),
+                    us(a.database),
+                    us(f.cpu_per_request + a.database),
+                    rounds.join(" / "),
                     us(a.broker),
-                    us(a.database)
+                    us(a.bench),
                 );
             }
         }
@@ -1079,21 +1201,41 @@ impl Bench {
         let mut rows: Vec<(String, String, String)> = Vec::new();
         match (&r.echo, &r.worker) {
             (Some(echo), Some(worker)) => {
-                let ratio = worker.closed.throughput / echo.closed.throughput.max(1e-9);
-                rows.push((
-                    format!(
-                        "throughput ≥ 60 % of the echo ceiling ({} queues; aim 75 %)",
-                        self.options.queue_type.as_str()
-                    ),
-                    format!("{:.1} %", 100.0 * ratio),
-                    verdict(ratio >= 0.60).to_owned(),
-                ));
+                for ((window, w), (_, e)) in worker.by_window.iter().zip(&echo.by_window) {
+                    let pairs = Pairs::of(w, e);
+                    rows.push((
+                        format!(
+                            "throughput ≥ 60 % of the echo ceiling ({} queues, window {window}; aim 75 %)",
+                            self.options.queue_type.as_str()
+                        ),
+                        format!("{:.1} %", 100.0 * pairs.median),
+                        verdict(pairs.median >= 0.60).to_owned(),
+                    ));
+                    rows.push((
+                        format!("throughput ≥ 0.8 of the echo ceiling at window {window}"),
+                        format!("{:.2} (rounds: {})", pairs.median, pairs.per_round()),
+                        verdict(pairs.median >= 0.80).to_owned(),
+                    ));
+                }
             }
             _ => rows.push((
                 "throughput ≥ 60 % of the echo ceiling".into(),
                 "-".into(),
                 "not measured".into(),
             )),
+        }
+        if let (Some(worker), Some(baseline)) = (&r.worker, &r.baseline) {
+            for ((window, w), (_, b)) in worker.by_window.iter().zip(&baseline.by_window) {
+                let cpu = |f: &Figures| {
+                    (f.cpu_per_request + f.around_per_request.database).as_secs_f64() * 1e6
+                };
+                let ratio = cpu(w) / cpu(b).max(1e-9);
+                rows.push((
+                    format!("worker + PostgreSQL CPU per request ≤ ⅔ of the baseline's (window {window})"),
+                    format!("{ratio:.2} ({:.0} vs {:.0} µs)", cpu(w), cpu(b)),
+                    verdict(ratio <= 2.0 / 3.0).to_owned(),
+                ));
+            }
         }
         if let Some(worker) = &r.worker {
             rows.push((
@@ -1230,6 +1372,33 @@ impl Bench {
 }
 
 /// How long the batch replies may take: generous, but bounded.
+/// Two processes' throughput round by round (measured back to back in each round).
+struct Pairs {
+    ratios: Vec<f64>,
+    median: f64,
+}
+
+impl Pairs {
+    fn of(over: &Figures, under: &Figures) -> Pairs {
+        let ratios: Vec<f64> = over
+            .rounds
+            .iter()
+            .zip(&under.rounds)
+            .map(|(o, u)| o / u.max(1e-9))
+            .collect();
+        let median = report::median(&ratios);
+        Pairs { ratios, median }
+    }
+
+    fn per_round(&self) -> String {
+        self.ratios
+            .iter()
+            .map(|r| format!("{:.1} %", 100.0 * r))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 fn flood_timeout(requests: u64) -> Duration {
     Duration::from_secs(300 + requests / 200)
 }

@@ -92,9 +92,10 @@ pub struct Options {
     /// Keep the bench databases at the end (they are dropped otherwise).
     #[arg(long)]
     pub keep_db: bool,
-    /// Closed loop: requests in flight.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub window: u64,
+    /// Closed loop: requests in flight. A comma-separated list measures each window in
+    /// every round (64 is a few request-reply clients, 256 a deep queue).
+    #[arg(long, value_delimiter = ',', default_value = "64,256", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub window: Vec<u64>,
     /// Load channels (each with its own direct reply-to consumer).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub channels: u64,
@@ -184,6 +185,11 @@ pub struct Options {
     /// The worker binary [default: tucano-auth next to this executable].
     #[arg(long)]
     pub worker_bin: Option<PathBuf>,
+    /// Another worker binary (a build of an earlier commit, say), measured in the same
+    /// rounds right after the worker, with the same settings: before and after in
+    /// alternating pairs, on the same machine at the same moment.
+    #[arg(long, value_name = "PATH")]
+    pub baseline_bin: Option<PathBuf>,
     /// Skip the echo ceiling.
     #[arg(long)]
     pub skip_echo: bool,

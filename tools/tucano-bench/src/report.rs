@@ -103,6 +103,8 @@ pub struct Figures {
     pub throughput: f64,
     /// Each round's throughput.
     pub rounds: Vec<f64>,
+    /// Each round's CPU per reply of the process and the PostgreSQL backends together.
+    pub rounds_cpu: Vec<Duration>,
     /// Latency of the requests published in the windows.
     pub latency: Latency,
     /// The measured process's CPU time per reply (all windows).
@@ -119,9 +121,17 @@ impl Figures {
         let divisor = u32::try_from(replies.max(1)).unwrap_or(u32::MAX);
         let per = |d: Duration| d / divisor;
         let sum = |f: fn(&Window) -> Duration| windows.iter().map(f).sum::<Duration>();
+        let rounds_cpu = windows
+            .iter()
+            .map(|w| {
+                let replies = u32::try_from(w.replies.max(1)).unwrap_or(u32::MAX);
+                (w.cpu + w.around.database) / replies
+            })
+            .collect();
         Figures {
             throughput: median(&rounds),
             rounds,
+            rounds_cpu,
             latency: Latency::of(samples.iter()),
             cpu_per_request: per(sum(|w| w.cpu)),
             around_per_request: AroundDelta {
