@@ -210,6 +210,18 @@ pub struct Serve {
     /// port 0 picks a free port, named in the startup log).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9477")]
     pub metrics_addr: String,
+    /// Threads that run the worker's tasks. 1 (the default) runs them all on one
+    /// thread, which costs the fewest wake-ups a request; for more than one CPU's worth
+    /// of requests, run more workers, or raise this.
+    #[arg(long, env = "TUCANO_WORKER_THREADS", default_value_t = 1)]
+    pub worker_threads: u16,
+    /// The CPU the worker's event loop (its task thread and the broker connections' I/O
+    /// threads) is pinned to: `off` (the default), wherever the kernel puts each
+    /// thread; a CPU number; or `auto`, the CPU the worker starts on. Pinning saves CPU
+    /// on a host of its own; next to RabbitMQ or PostgreSQL on few cores it costs
+    /// latency. Needs TUCANO_WORKER_THREADS=1. Pass-code checks use every CPU.
+    #[arg(long, env = "TUCANO_CPU", default_value = "off")]
+    pub cpu: String,
 }
 
 /// Where the JWT signing keys come from (contract section 9): one of the three.

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod admin;
+pub mod affinity;
 pub mod batch;
 pub mod broker;
 pub mod call;
@@ -15,6 +16,7 @@ pub mod observe;
 pub mod probe;
 pub mod reply_to;
 pub mod request;
+pub mod runtime;
 pub mod schema;
 pub mod secret;
 pub mod store;

@@ -27,13 +27,17 @@ fn main() -> ExitCode {
         _ => "info",
     };
     tucano_auth::telemetry::init(level, cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let built = match &cli.command {
+        Command::Serve(serve) => tucano_auth::runtime::for_serve(serve),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from),
+    };
+    let runtime = match built {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            eprintln!("error: {err:#}");
             return ExitCode::from(2);
         }
     };

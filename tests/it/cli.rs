@@ -65,6 +65,49 @@ fn both_jwt_secret_variables_are_refused_by_their_names() {
     );
 }
 
+#[test]
+fn event_loop_settings_that_cannot_be_used_are_refused_by_their_names() {
+    // The variables set, and what the error must say.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 4] = [
+        (
+            &[("TUCANO_CPU", "4095")],
+            &["TUCANO_CPU=4095", "not one this process may run on"],
+        ),
+        (
+            &[("TUCANO_CPU", "first")],
+            &["TUCANO_CPU", "`auto`, `off` or a CPU number"],
+        ),
+        (
+            &[("TUCANO_CPU", "0"), ("TUCANO_WORKER_THREADS", "2")],
+            &["TUCANO_CPU=0", "TUCANO_WORKER_THREADS is 2"],
+        ),
+        (
+            &[("TUCANO_WORKER_THREADS", "0")],
+            &["TUCANO_WORKER_THREADS must be at least 1"],
+        ),
+    ];
+    for (env, expected) in cases {
+        let output = Command::new(BINARY)
+            .arg("serve")
+            .envs(env.iter().copied())
+            .env(
+                "TUCANO_JWT_SECRET",
+                "an-hs256-key-of-at-least-32-bytes-long",
+            )
+            // Never reached: the event loop is refused before anything connects.
+            .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/never")
+            .env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+            .output()
+            .expect("run serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{env:?}: {stderr}");
+        for text in expected {
+            assert!(stderr.contains(text), "{env:?}: {text:?} in {stderr}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_second_migrate_logs_no_postgresql_notices() {
     let db = unique("m");

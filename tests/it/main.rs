@@ -21,6 +21,7 @@ mod lockout;
 mod nodes;
 mod observe;
 mod paths;
+mod pinning;
 mod privilege;
 mod probe;
 mod recovery;

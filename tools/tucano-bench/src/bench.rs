@@ -613,13 +613,15 @@ impl Bench {
         if let Some(size) = options.db_pool_size {
             env.push(("TUCANO_DB_POOL_SIZE", size.to_string()));
         }
-        if kind == Kind::Worker {
-            for pair in &options.worker_env {
-                let Some((name, value)) = pair.split_once('=') else {
-                    bail!("--worker-env {pair}: expected NAME=VALUE");
-                };
-                env.push((name, value.to_owned()));
-            }
+        let (flag, pairs) = match kind {
+            Kind::Worker => ("--worker-env", &options.worker_env),
+            Kind::Echo => ("--echo-env", &options.echo_env),
+        };
+        for pair in pairs {
+            let Some((name, value)) = pair.split_once('=') else {
+                bail!("{flag} {pair}: expected NAME=VALUE");
+            };
+            env.push((name, value.to_owned()));
         }
         let remove = [
             "TUCANO_PREFETCH",

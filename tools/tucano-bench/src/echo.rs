@@ -85,7 +85,7 @@ impl Service for Echo {
 
 /// `tucano-bench echo-worker`: reads the settings `tucano-auth serve` would (from the
 /// environment), then serves the echo until SIGTERM or SIGINT, on the runtime the
-/// worker uses (multi-threaded, one thread per core).
+/// worker uses (`tucano_auth::runtime::for_serve`: its threads and CPU pinning).
 pub fn run() -> anyhow::Result<()> {
     tucano_auth::telemetry::init("info", tucano_auth::telemetry::LogFormat::Text);
     let cli = Cli::try_parse_from(["tucano-auth", "serve"])
@@ -95,10 +95,10 @@ pub fn run() -> anyhow::Result<()> {
         _ => anyhow::bail!("expected the serve settings"),
     };
     let echo = Echo::new(&settings)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = match &cli.command {
+        Command::Serve(serve) => tucano_auth::runtime::for_serve(serve)?,
+        _ => anyhow::bail!("expected the serve settings"),
+    };
     runtime.block_on(async {
         let stats = Arc::new(Stats::default());
         // The worker's observers, so the echo serves the same `/metrics` (the bench reads

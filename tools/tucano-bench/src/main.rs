@@ -182,6 +182,10 @@ pub struct Options {
     /// e.g. `MALLOC_ARENA_MAX=2` to try allocator settings without a rebuild.
     #[arg(long = "worker-env", value_name = "NAME=VALUE")]
     pub worker_env: Vec<String>,
+    /// An environment variable for the echo process alone, `NAME=VALUE` (repeatable),
+    /// e.g. `TUCANO_WORKER_THREADS=2` to find the echo's best event loop.
+    #[arg(long = "echo-env", value_name = "NAME=VALUE")]
+    pub echo_env: Vec<String>,
     /// The worker binary [default: tucano-auth next to this executable].
     #[arg(long)]
     pub worker_bin: Option<PathBuf>,

@@ -1,0 +1,168 @@
+//! `TUCANO_CPU` on the real binary: the event loop's threads (the task thread and the
+//! broker connections' I/O threads) run on the CPU it names, while the pass-code
+//! verifiers and their helper processes keep every CPU, and requests of both kinds are
+//! answered as usual.
+
+use std::process::Stdio;
+
+use lapin::options::BasicPublishOptions;
+use lapin::BasicProperties;
+use serde_json::{json, Value};
+use tucano_auth::store::seed::{
+    ACCESS_TOKEN_IDENTIFIER, ACCESS_TOKEN_PASS_CODE, SESSION_TOKEN, SUBSCRIPTION_NUMBER,
+};
+
+use crate::helpers::{by_number, cleanup, depth, terminate, wait_for, BinaryRun};
+
+/// A thread's or process's `Cpus_allowed_list` line, from its `status` file.
+fn allowed(status_path: &std::path::Path) -> Option<String> {
+    let status = std::fs::read_to_string(status_path).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .map(|list| list.trim().to_owned())
+}
+
+/// Each thread of `pid`: its name and the CPUs it may run on.
+fn threads(pid: u32) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the worker's threads") {
+        let path = task.expect("a thread").path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if let Some(cpus) = allowed(&path.join("status")) {
+            found.push((name.trim().to_owned(), cpus));
+        }
+    }
+    found
+}
+
+/// The processes whose parent is `pid` (the pass-code helpers).
+fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc") {
+        let Ok(entry) = entry else { continue };
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces, so read after its `)`.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse::<u32>().ok());
+        if parent == Some(pid) {
+            found.push(child);
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_pinned_worker_keeps_its_event_loop_on_that_cpu_and_pass_codes_on_every_cpu() {
+    let everything = allowed(std::path::Path::new("/proc/self/status")).expect("own CPUs");
+    // The last CPU this test may use: not necessarily the one the worker starts on.
+    let cpu = rustix::thread::sched_getaffinity(None)
+        .map(|set| {
+            (0..rustix::thread::CpuSet::MAX_CPU)
+                .rev()
+                .find(|&n| set.is_set(n))
+                .unwrap_or(0)
+        })
+        .expect("own affinity");
+    let run = BinaryRun::new("cpu").await;
+    let mut child = crate::helpers::start_binary(
+        &run.prefix,
+        &run.db_url,
+        &[("TUCANO_CPU", &cpu.to_string())],
+        Stdio::null(),
+    );
+    wait_for("the worker to consume", async || {
+        depth(&run.conn, &run.names.interactive)
+            .await
+            .is_some_and(|(_, consumers)| consumers > 0)
+    })
+    .await;
+    let bodies = [
+        by_number(SESSION_TOKEN, SUBSCRIPTION_NUMBER),
+        json!({"token": SESSION_TOKEN, "access_token_identifier": {
+            "identifier": ACCESS_TOKEN_IDENTIFIER, "pass_code": ACCESS_TOKEN_PASS_CODE}})
+        .to_string(),
+    ];
+    for (i, body) in bodies.iter().enumerate() {
+        run.channel
+            .basic_publish(
+                "".into(),
+                run.names.interactive.as_str().into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default()
+                    .with_reply_to(run.replies.as_str().into())
+                    .with_correlation_id(format!("r-{i}").into())
+                    .with_delivery_mode(2),
+            )
+            .await
+            .expect("publish");
+    }
+    run.channel.wait_for_confirms().await.expect("confirmed");
+    wait_for("both replies", async || run.replies_ready().await >= 2).await;
+    for _ in 0..2 {
+        let reply = run
+            .channel
+            .basic_get(
+                run.replies.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("get")
+            .expect("a reply");
+        let body: Value = serde_json::from_slice(&reply.delivery.data).expect("JSON reply");
+        assert_eq!(body["status"]["code"], "OK", "{body}");
+    }
+
+    let pid = child.id();
+    let threads = threads(pid);
+    let pinned = cpu.to_string();
+    let io_loops: Vec<_> = threads
+        .iter()
+        .filter(|(name, _)| name == "lapin-io-loop")
+        .collect();
+    assert!(
+        io_loops.len() >= 2,
+        "the request and reply connections' I/O threads: {threads:?}"
+    );
+    for (name, cpus) in threads
+        .iter()
+        .filter(|(name, _)| !name.starts_with("argon2"))
+    {
+        assert_eq!(cpus, &pinned, "{name} runs on TUCANO_CPU's CPU");
+    }
+    let verifiers: Vec<_> = threads
+        .iter()
+        .filter(|(name, _)| name.starts_with("argon2"))
+        .collect();
+    assert!(
+        !verifiers.is_empty(),
+        "a pass code was checked: {threads:?}"
+    );
+    for (name, cpus) in &verifiers {
+        assert_eq!(cpus, &everything, "{name} keeps every CPU");
+    }
+    for helper in children(pid) {
+        let cpus = allowed(
+            &std::path::Path::new("/proc")
+                .join(helper.to_string())
+                .join("status"),
+        );
+        assert_eq!(
+            cpus.as_deref(),
+            Some(everything.as_str()),
+            "pass-code helper {helper} keeps every CPU"
+        );
+    }
+
+    assert!(terminate(&mut child).success());
+    let _ = run.conn.close(200, "bye".into()).await;
+    cleanup(&run.prefix, &run.prefix).await;
+}
