@@ -613,6 +613,13 @@ impl Bench {
         if let Some(size) = options.db_pool_size {
             env.push(("TUCANO_DB_POOL_SIZE", size.to_string()));
         }
+        if kind == Kind::Echo {
+            // The echo's best event loop at window 64 (and the runtime of every earlier
+            // figure): one thread per core. At window 256 one thread did better;
+            // `--echo-env TUCANO_WORKER_THREADS=1` measures that (docs/performance.md).
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            env.push(("TUCANO_WORKER_THREADS", cores.to_string()));
+        }
         let (flag, pairs) = match kind {
             Kind::Worker => ("--worker-env", &options.worker_env),
             Kind::Echo => ("--echo-env", &options.echo_env),

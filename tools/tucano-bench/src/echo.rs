@@ -85,7 +85,8 @@ impl Service for Echo {
 
 /// `tucano-bench echo-worker`: reads the settings `tucano-auth serve` would (from the
 /// environment), then serves the echo until SIGTERM or SIGINT, on the runtime the
-/// worker uses (`tucano_auth::runtime::for_serve`: its threads and CPU pinning).
+/// worker builds (`tucano_auth::runtime::for_serve`), with the threads and CPU pinning
+/// of those settings (the bench gives the echo one thread per core unless told).
 pub fn run() -> anyhow::Result<()> {
     tucano_auth::telemetry::init("info", tucano_auth::telemetry::LogFormat::Text);
     let cli = Cli::try_parse_from(["tucano-auth", "serve"])
