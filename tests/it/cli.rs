@@ -39,20 +39,25 @@ fn each_subcommand_offers_only_the_settings_it_uses() {
     }
 }
 
-#[test]
-fn both_jwt_secret_variables_are_refused_by_their_names() {
-    let output = Command::new(BINARY)
+/// `serve` with `env` and a signing key, against a database and a broker that do not
+/// exist: for settings refused before anything connects.
+fn serve_refusing(env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(BINARY)
         .arg("serve")
         .env(
             "TUCANO_JWT_SECRET",
             "an-hs256-key-of-at-least-32-bytes-long",
         )
-        .env("TUCANO_JWT_SECRET_FILE", "/nonexistent/jwt-secret")
-        // Never reached: the settings are refused before anything connects.
+        .envs(env.iter().copied())
         .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/never")
         .env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
         .output()
-        .expect("run serve");
+        .expect("run serve")
+}
+
+#[test]
+fn both_jwt_secret_variables_are_refused_by_their_names() {
+    let output = serve_refusing(&[("TUCANO_JWT_SECRET_FILE", "/nonexistent/jwt-secret")]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
@@ -88,18 +93,7 @@ fn event_loop_settings_that_cannot_be_used_are_refused_by_their_names() {
         ),
     ];
     for (env, expected) in cases {
-        let output = Command::new(BINARY)
-            .arg("serve")
-            .envs(env.iter().copied())
-            .env(
-                "TUCANO_JWT_SECRET",
-                "an-hs256-key-of-at-least-32-bytes-long",
-            )
-            // Never reached: the event loop is refused before anything connects.
-            .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/never")
-            .env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
-            .output()
-            .expect("run serve");
+        let output = serve_refusing(env);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{env:?}: {stderr}");
         for text in expected {

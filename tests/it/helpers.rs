@@ -650,7 +650,14 @@ impl BinaryRun {
     /// the reply queue, and waits for the broker's confirms.
     pub async fn send(&self, n: usize) {
         let body = by_number(tucano_auth::store::seed::SESSION_TOKEN, "S0000000329");
-        for i in 0..n {
+        let bodies = vec![body; n];
+        self.send_bodies(&bodies).await;
+    }
+
+    /// Publishes each of `bodies` as [`BinaryRun::send`] does (`correlation_id` `r-` and
+    /// its position), and waits for the broker's confirms.
+    pub async fn send_bodies(&self, bodies: &[String]) {
+        for (i, body) in bodies.iter().enumerate() {
             self.channel
                 .basic_publish(
                     "".into(),
@@ -666,6 +673,18 @@ impl BinaryRun {
                 .expect("publish");
         }
         self.channel.wait_for_confirms().await.expect("confirmed");
+    }
+
+    /// Takes the next reply from the reply queue, if there is one.
+    pub async fn take_reply(&self) -> Option<lapin::message::Delivery> {
+        self.channel
+            .basic_get(
+                self.replies.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("get")
+            .map(|message| message.delivery)
     }
 
     /// Replies waiting in the reply queue.

@@ -5,8 +5,6 @@
 
 use std::process::Stdio;
 
-use lapin::options::BasicPublishOptions;
-use lapin::BasicProperties;
 use serde_json::{json, Value};
 use tucano_auth::store::seed::{
     ACCESS_TOKEN_IDENTIFIER, ACCESS_TOKEN_PASS_CODE, SESSION_TOKEN, SUBSCRIPTION_NUMBER,
@@ -90,34 +88,11 @@ async fn a_pinned_worker_keeps_its_event_loop_on_that_cpu_and_pass_codes_on_ever
             "identifier": ACCESS_TOKEN_IDENTIFIER, "pass_code": ACCESS_TOKEN_PASS_CODE}})
         .to_string(),
     ];
-    for (i, body) in bodies.iter().enumerate() {
-        run.channel
-            .basic_publish(
-                "".into(),
-                run.names.interactive.as_str().into(),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                BasicProperties::default()
-                    .with_reply_to(run.replies.as_str().into())
-                    .with_correlation_id(format!("r-{i}").into())
-                    .with_delivery_mode(2),
-            )
-            .await
-            .expect("publish");
-    }
-    run.channel.wait_for_confirms().await.expect("confirmed");
+    run.send_bodies(&bodies).await;
     wait_for("both replies", async || run.replies_ready().await >= 2).await;
     for _ in 0..2 {
-        let reply = run
-            .channel
-            .basic_get(
-                run.replies.as_str().into(),
-                lapin::options::BasicGetOptions { no_ack: true },
-            )
-            .await
-            .expect("get")
-            .expect("a reply");
-        let body: Value = serde_json::from_slice(&reply.delivery.data).expect("JSON reply");
+        let reply = run.take_reply().await.expect("a reply");
+        let body: Value = serde_json::from_slice(&reply.data).expect("JSON reply");
         assert_eq!(body["status"]["code"], "OK", "{body}");
     }
 

@@ -30,17 +30,8 @@ async fn sigterm_with_requests_in_flight_answers_them_all_and_exits_zero() {
     assert!(terminate(&mut second).success());
 
     let mut seen: HashMap<String, usize> = HashMap::new();
-    while let Some(msg) = run
-        .channel
-        .basic_get(
-            run.replies.as_str().into(),
-            lapin::options::BasicGetOptions { no_ack: true },
-        )
-        .await
-        .expect("get")
-    {
-        let id = msg
-            .delivery
+    while let Some(delivery) = run.take_reply().await {
+        let id = delivery
             .properties
             .correlation_id()
             .as_ref()
