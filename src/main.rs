@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         _ => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
-            .map_err(anyhow::Error::from),
+            .map_err(|err| anyhow::Error::new(err).context("cannot start the async runtime")),
     };
     let runtime = match built {
         Ok(runtime) => runtime,

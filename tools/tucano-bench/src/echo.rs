@@ -91,15 +91,12 @@ pub fn run() -> anyhow::Result<()> {
     tucano_auth::telemetry::init("info", tucano_auth::telemetry::LogFormat::Text);
     let cli = Cli::try_parse_from(["tucano-auth", "serve"])
         .context("reading the worker's settings from the environment")?;
-    let settings = match &cli.command {
-        Command::Serve(serve) => Settings::from_serve(serve)?,
-        _ => anyhow::bail!("expected the serve settings"),
+    let Command::Serve(serve) = &cli.command else {
+        anyhow::bail!("expected the serve settings");
     };
+    let settings = Settings::from_serve(serve)?;
     let echo = Echo::new(&settings)?;
-    let runtime = match &cli.command {
-        Command::Serve(serve) => tucano_auth::runtime::for_serve(serve)?,
-        _ => anyhow::bail!("expected the serve settings"),
-    };
+    let runtime = tucano_auth::runtime::for_serve(serve)?;
     runtime.block_on(async {
         let stats = Arc::new(Stats::default());
         // The worker's observers, so the echo serves the same `/metrics` (the bench reads
