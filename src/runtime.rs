@@ -1,6 +1,7 @@
-//! The runtime `serve` runs on: its threads (`TUCANO_WORKER_THREADS`) and the CPU they
-//! are pinned to (`TUCANO_CPU`, see [`crate::affinity`]). The benchmark's echo uses it
-//! too, so the two are compared on the same event loop.
+//! The runtime `serve` runs on: its threads (`TUCANO_WORKER_THREADS`), how the kernel
+//! schedules them (`TUCANO_SCHEDULING`) and the CPU they are pinned to (`TUCANO_CPU`,
+//! see [`crate::affinity`]). The benchmark's echo uses it too, so the two are compared
+//! on the same event loop.
 
 use anyhow::{bail, Context};
 
@@ -30,17 +31,98 @@ impl Cpu {
     }
 }
 
+/// How the kernel schedules the worker's threads, from `TUCANO_SCHEDULING`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduling {
+    /// `SCHED_BATCH` (the default): a thread woken by another does not preempt it.
+    Batch,
+    /// `SCHED_OTHER`, the kernel's default.
+    Normal,
+}
+
+impl Scheduling {
+    /// Reads `TUCANO_SCHEDULING`'s value; the error names the variable and what it takes.
+    pub fn parse(value: &str) -> anyhow::Result<Scheduling> {
+        match value.trim() {
+            "batch" => Ok(Scheduling::Batch),
+            "normal" => Ok(Scheduling::Normal),
+            _ => bail!("TUCANO_SCHEDULING {value:?} is not `batch` or `normal`"),
+        }
+    }
+}
+
+/// Gives the calling thread `scheduling`'s policy, keeping its nice value; threads it
+/// starts later inherit both.
+///
+/// Why batch: a request wakes a thread at each hop (lapin's I/O thread of the request
+/// connection, the task thread, the reply connection's I/O thread, PostgreSQL's
+/// backend). Under `SCHED_OTHER` the woken thread often preempts its waker on the
+/// waker's CPU, so the waker is switched out before it has queued the rest of its
+/// work: 0.6 involuntary context switches a request on the task thread at window 64.
+/// Under `SCHED_BATCH` the woken thread waits for the waker's slice or its next sleep
+/// and then finds everything queued (docs/performance.md). No privilege is needed to
+/// switch between the two.
+#[cfg(target_os = "linux")]
+fn set_scheduling(scheduling: Scheduling) -> anyhow::Result<()> {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, thread_schedule_policy,
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+    };
+    let policy = ThreadSchedulePolicy::Normal(match scheduling {
+        Scheduling::Batch => NormalThreadSchedulePolicy::Batch,
+        Scheduling::Normal => NormalThreadSchedulePolicy::Other,
+    });
+    if thread_schedule_policy().ok() == Some(policy) {
+        return Ok(());
+    }
+    let nice = rustix::process::getpriority_process(None).context("reading the nice value")?;
+    // thread-priority sets a nice value with the policy (0 here). Setting it can fail
+    // without a privilege after the policy is set: what counts is the policy read back
+    // below, and the nice value put back as it was.
+    let _ = set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Os(Default::default()),
+        policy,
+    );
+    if rustix::process::getpriority_process(None).ok() != Some(nice) {
+        rustix::process::setpriority_process(None, nice)
+            .with_context(|| format!("putting the nice value back to {nice}"))?;
+    }
+    match thread_schedule_policy() {
+        Ok(now) if now == policy => Ok(()),
+        Ok(now) => bail!("the kernel kept the policy {now:?}"),
+        Err(err) => bail!("cannot read the policy back: {err}"),
+    }
+}
+
+/// Scheduling policies are Linux's; elsewhere the setting does nothing.
+#[cfg(not(target_os = "linux"))]
+fn set_scheduling(_scheduling: Scheduling) -> anyhow::Result<()> {
+    Ok(())
+}
+
 /// Builds the runtime for `serve`: by default one task thread, the calling one (a
 /// current-thread runtime: a request's tasks never wake another runtime thread). With
 /// `TUCANO_CPU` set, the calling thread is pinned first, before any other thread
 /// exists, so every thread started later (the broker connections' I/O threads) shares
-/// its CPU. Errors name the variable to fix.
+/// its CPU; `TUCANO_SCHEDULING`'s policy is set the same way. Errors name the variable
+/// to fix.
 pub fn for_serve(serve: &Serve) -> anyhow::Result<tokio::runtime::Runtime> {
     let threads = serve.worker_threads;
     if threads == 0 {
         bail!("TUCANO_WORKER_THREADS must be at least 1");
     }
     let cpu = Cpu::parse(&serve.cpu)?;
+    let scheduling = Scheduling::parse(&serve.scheduling)?;
+    // Before any other thread exists, so that all of them inherit it. The worker runs
+    // either way: a refusal is a warning, not a reason to stop.
+    if let Err(err) = set_scheduling(scheduling) {
+        tracing::warn!(
+            error = %format!("{err:#}"),
+            "TUCANO_SCHEDULING={} could not be applied; the threads keep the policy they started with",
+            serve.scheduling.trim()
+        );
+    }
     let wanted = match cpu {
         Cpu::Off => None,
         Cpu::Auto => Some(None),
@@ -82,5 +164,13 @@ mod tests {
         assert_eq!(Cpu::parse("3").ok(), Some(Cpu::Number(3)));
         let err = Cpu::parse("first").expect_err("not a CPU");
         assert!(err.to_string().contains("TUCANO_CPU"), "{err}");
+    }
+
+    #[test]
+    fn tucano_scheduling_takes_batch_or_normal() {
+        assert_eq!(Scheduling::parse("batch").ok(), Some(Scheduling::Batch));
+        assert_eq!(Scheduling::parse(" normal ").ok(), Some(Scheduling::Normal));
+        let err = Scheduling::parse("idle").expect_err("not a policy");
+        assert!(err.to_string().contains("TUCANO_SCHEDULING"), "{err}");
     }
 }

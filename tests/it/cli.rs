@@ -74,7 +74,7 @@ fn both_jwt_secret_variables_are_refused_by_their_names() {
 fn event_loop_settings_that_cannot_be_used_are_refused_by_their_names() {
     // The variables set, and what the error must say.
     type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
         (
             &[("TUCANO_CPU", "4095")],
             &["TUCANO_CPU=4095", "not one this process may run on"],
@@ -90,6 +90,10 @@ fn event_loop_settings_that_cannot_be_used_are_refused_by_their_names() {
         (
             &[("TUCANO_WORKER_THREADS", "0")],
             &["TUCANO_WORKER_THREADS must be at least 1"],
+        ),
+        (
+            &[("TUCANO_SCHEDULING", "idle")],
+            &["TUCANO_SCHEDULING", "`batch` or `normal`"],
         ),
     ];
     for (env, expected) in cases {

@@ -1,7 +1,8 @@
-//! `TUCANO_CPU` on the real binary: the event loop's threads (the task thread and the
-//! broker connections' I/O threads) run on the CPU it names, while the pass-code
-//! verifiers and their helper processes keep every CPU, and requests of both kinds are
-//! answered as usual.
+//! `TUCANO_CPU` and `TUCANO_SCHEDULING` on the real binary: the event loop's threads
+//! (the task thread and the broker connections' I/O threads) run on the CPU it names,
+//! while the pass-code verifiers and their helper processes keep every CPU; every
+//! thread has the scheduling policy asked for, with the nice value it started with;
+//! and requests of both kinds are answered as usual.
 
 use std::process::Stdio;
 
@@ -140,4 +141,90 @@ async fn a_pinned_worker_keeps_its_event_loop_on_that_cpu_and_pass_codes_on_ever
     assert!(terminate(&mut child).success());
     let _ = run.conn.close(200, "bye".into()).await;
     cleanup(&run.prefix, &run.prefix).await;
+}
+
+/// Each thread of `pid`: its name, its scheduling policy (`SCHED_OTHER` 0,
+/// `SCHED_BATCH` 3) and its nice value, from its `stat` file.
+fn policies(pid: u32) -> Vec<(String, u32, i32)> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the worker's threads") {
+        let path = task.expect("a thread").path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // After `pid (comm)`, fields from the third on: nice is the 19th, policy the 41st.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let nice = fields.get(16).and_then(|nice| nice.parse().ok());
+        let policy = fields.get(38).and_then(|policy| policy.parse().ok());
+        if let (Some(nice), Some(policy)) = (nice, policy) {
+            found.push((name.trim().to_owned(), policy, nice));
+        }
+    }
+    found
+}
+
+/// Starts the binary with `env`, has it answer a plain and a pass-code request, and
+/// returns its threads' policies and nice values while it still runs.
+async fn answered_with(prefix: &str, env: &[(&str, &str)]) -> Vec<(String, u32, i32)> {
+    let run = BinaryRun::new(prefix).await;
+    let mut child = crate::helpers::start_binary(&run.prefix, &run.db_url, env, Stdio::null());
+    wait_for("the worker to consume", async || {
+        depth(&run.conn, &run.names.interactive)
+            .await
+            .is_some_and(|(_, consumers)| consumers > 0)
+    })
+    .await;
+    let bodies = [
+        by_number(SESSION_TOKEN, SUBSCRIPTION_NUMBER),
+        json!({"token": SESSION_TOKEN, "access_token_identifier": {
+            "identifier": ACCESS_TOKEN_IDENTIFIER, "pass_code": ACCESS_TOKEN_PASS_CODE}})
+        .to_string(),
+    ];
+    run.send_bodies(&bodies).await;
+    wait_for("both replies", async || run.replies_ready().await >= 2).await;
+    for _ in 0..2 {
+        let reply = run.take_reply().await.expect("a reply");
+        let body: Value = serde_json::from_slice(&reply.data).expect("JSON reply");
+        assert_eq!(body["status"]["code"], "OK", "{body}");
+    }
+    let found = policies(child.id());
+    assert!(terminate(&mut child).success());
+    let _ = run.conn.close(200, "bye".into()).await;
+    cleanup(&run.prefix, &run.prefix).await;
+    found
+}
+
+#[tokio::test]
+async fn every_thread_is_sched_batch_by_default_and_sched_other_when_asked_with_its_nice_kept() {
+    let own_nice = rustix::process::getpriority_process(None).expect("own nice value");
+    for (prefix, env, policy) in [
+        ("batch", &[][..], 3),
+        ("normal", &[("TUCANO_SCHEDULING", "normal")][..], 0),
+    ] {
+        let threads = answered_with(prefix, env).await;
+        assert!(
+            threads
+                .iter()
+                .filter(|(name, ..)| name == "lapin-io-loop")
+                .count()
+                >= 2,
+            "the request and reply connections' I/O threads: {threads:?}"
+        );
+        assert!(
+            threads.iter().any(|(name, ..)| name.starts_with("argon2")),
+            "a pass code was checked: {threads:?}"
+        );
+        for (name, found, nice) in &threads {
+            assert_eq!(*found, policy, "{name}'s policy with {env:?}: {threads:?}");
+            // The verifiers lower their own priority; every other thread keeps the
+            // nice value the worker was started with.
+            if !name.starts_with("argon2") {
+                assert_eq!(*nice, own_nice, "{name}'s nice value with {env:?}");
+            }
+        }
+    }
 }
