@@ -222,12 +222,13 @@ pub struct Serve {
     /// latency. Needs TUCANO_WORKER_THREADS=1. Pass-code checks use every CPU.
     #[arg(long, env = "TUCANO_CPU", default_value = "off")]
     pub cpu: String,
-    /// The Linux scheduling policy of the worker's threads: `batch` (the default,
-    /// SCHED_BATCH: a thread the worker wakes does not preempt the one that woke it, so
-    /// a reply's frames and the next statement go out together) or `normal`
-    /// (SCHED_OTHER). Neither needs a privilege; the nice value is kept.
-    #[arg(long, env = "TUCANO_SCHEDULING", default_value = "batch")]
-    pub scheduling: String,
+    /// The Linux scheduling policy of the worker's threads: unset (the default), the
+    /// policy the worker was started with; `normal` (SCHED_OTHER); or `batch`
+    /// (SCHED_BATCH: a thread the worker wakes does not preempt the one that woke it,
+    /// which saves CPU, but the worker's threads no longer preempt the pass-code checks
+    /// either). Neither needs a privilege; the nice value is kept.
+    #[arg(long, env = "TUCANO_SCHEDULING")]
+    pub scheduling: Option<String>,
 }
 
 /// Where the JWT signing keys come from (contract section 9): one of the three.

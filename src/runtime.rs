@@ -34,7 +34,7 @@ impl Cpu {
 /// How the kernel schedules the worker's threads, from `TUCANO_SCHEDULING`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheduling {
-    /// `SCHED_BATCH` (the default): a thread woken by another does not preempt it.
+    /// `SCHED_BATCH`: a thread woken by another does not preempt it.
     Batch,
     /// `SCHED_OTHER`, the kernel's default.
     Normal,
@@ -62,6 +62,13 @@ impl Scheduling {
 /// Under `SCHED_BATCH` the woken thread waits for the waker's slice or its next sleep
 /// and then finds everything queued (docs/performance.md). No privilege is needed to
 /// switch between the two.
+///
+/// Why not by default: nor does a worker thread then preempt the pass-code helpers
+/// (Argon2 at nice 19 in a scheduling group of their own), so during a pass-code flood
+/// that keeps every CPU busy each of its wake-ups waits for the next scheduler tick:
+/// the p99 of the requests without a pass code beside such a flood rose from a median
+/// of 12.3 to 16.3 times their p99 alone in alternating runs (contract section 14's
+/// isolation).
 #[cfg(target_os = "linux")]
 fn set_scheduling(scheduling: Scheduling) -> anyhow::Result<()> {
     use thread_priority::{
@@ -113,15 +120,17 @@ pub fn for_serve(serve: &Serve) -> anyhow::Result<tokio::runtime::Runtime> {
         bail!("TUCANO_WORKER_THREADS must be at least 1");
     }
     let cpu = Cpu::parse(&serve.cpu)?;
-    let scheduling = Scheduling::parse(&serve.scheduling)?;
-    // Before any other thread exists, so that all of them inherit it. The worker runs
-    // either way: a refusal is a warning, not a reason to stop.
-    if let Err(err) = set_scheduling(scheduling) {
-        tracing::warn!(
-            error = %format!("{err:#}"),
-            "TUCANO_SCHEDULING={} could not be applied; the threads keep the policy they started with",
-            serve.scheduling.trim()
-        );
+    if let Some(value) = &serve.scheduling {
+        let scheduling = Scheduling::parse(value)?;
+        // Before any other thread exists, so that all of them inherit it. The worker
+        // runs either way: a refusal is a warning, not a reason to stop.
+        if let Err(err) = set_scheduling(scheduling) {
+            tracing::warn!(
+                error = %format!("{err:#}"),
+                "TUCANO_SCHEDULING={} could not be applied; the threads keep the policy they started with",
+                value.trim()
+            );
+        }
     }
     let wanted = match cpu {
         Cpu::Off => None,

@@ -199,11 +199,20 @@ async fn answered_with(prefix: &str, env: &[(&str, &str)]) -> Vec<(String, u32, 
 }
 
 #[tokio::test]
-async fn every_thread_is_sched_batch_by_default_and_sched_other_when_asked_with_its_nice_kept() {
+async fn every_thread_has_the_policy_asked_for_or_the_one_it_started_with_and_its_nice() {
     let own_nice = rustix::process::getpriority_process(None).expect("own nice value");
+    // Unset, the worker keeps the policy it was started with: this thread's.
+    let own_policy = std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().nth(38)?.parse::<u32>().ok()
+        })
+        .expect("own policy");
     for (prefix, env, policy) in [
-        ("batch", &[][..], 3),
+        ("batch", &[("TUCANO_SCHEDULING", "batch")][..], 3),
         ("normal", &[("TUCANO_SCHEDULING", "normal")][..], 0),
+        ("unset", &[][..], own_policy),
     ] {
         let threads = answered_with(prefix, env).await;
         assert!(
