@@ -35,6 +35,14 @@ fn threads(pid: u32) -> Vec<(String, String)> {
     found
 }
 
+/// The fields of a `stat` file after `pid (comm)`, so the third field is at index 0
+/// (comm may hold spaces, hence reading after its last `)`).
+fn stat_fields(path: &std::path::Path) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
 /// The processes whose parent is `pid` (the pass-code helpers).
 fn children(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
@@ -43,14 +51,9 @@ fn children(pid: u32) -> Vec<u32> {
         let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid ...`; comm may hold spaces, so read after its `)`.
-        let parent = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|ppid| ppid.parse::<u32>().ok());
+        // `pid (comm) state ppid ...`
+        let parent = stat_fields(&entry.path().join("stat"))
+            .and_then(|fields| fields.get(1)?.parse::<u32>().ok());
         if parent == Some(pid) {
             found.push(child);
         }
@@ -70,32 +73,7 @@ async fn a_pinned_worker_keeps_its_event_loop_on_that_cpu_and_pass_codes_on_ever
                 .unwrap_or(0)
         })
         .expect("own affinity");
-    let run = BinaryRun::new("cpu").await;
-    let mut child = crate::helpers::start_binary(
-        &run.prefix,
-        &run.db_url,
-        &[("TUCANO_CPU", &cpu.to_string())],
-        Stdio::null(),
-    );
-    wait_for("the worker to consume", async || {
-        depth(&run.conn, &run.names.interactive)
-            .await
-            .is_some_and(|(_, consumers)| consumers > 0)
-    })
-    .await;
-    let bodies = [
-        by_number(SESSION_TOKEN, SUBSCRIPTION_NUMBER),
-        json!({"token": SESSION_TOKEN, "access_token_identifier": {
-            "identifier": ACCESS_TOKEN_IDENTIFIER, "pass_code": ACCESS_TOKEN_PASS_CODE}})
-        .to_string(),
-    ];
-    run.send_bodies(&bodies).await;
-    wait_for("both replies", async || run.replies_ready().await >= 2).await;
-    for _ in 0..2 {
-        let reply = run.take_reply().await.expect("a reply");
-        let body: Value = serde_json::from_slice(&reply.data).expect("JSON reply");
-        assert_eq!(body["status"]["code"], "OK", "{body}");
-    }
+    let (run, child) = answering("cpu", &[("TUCANO_CPU", &cpu.to_string())]).await;
 
     let pid = child.id();
     let threads = threads(pid);
@@ -138,40 +116,14 @@ async fn a_pinned_worker_keeps_its_event_loop_on_that_cpu_and_pass_codes_on_ever
         );
     }
 
-    assert!(terminate(&mut child).success());
-    let _ = run.conn.close(200, "bye".into()).await;
-    cleanup(&run.prefix, &run.prefix).await;
+    stop(run, child).await;
 }
 
-/// Each thread of `pid`: its name, its scheduling policy (`SCHED_OTHER` 0,
-/// `SCHED_BATCH` 3) and its nice value, from its `stat` file.
-fn policies(pid: u32) -> Vec<(String, u32, i32)> {
-    let mut found = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the worker's threads") {
-        let path = task.expect("a thread").path();
-        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
-            continue;
-        };
-        // After `pid (comm)`, fields from the third on: nice is the 19th, policy the 41st.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let nice = fields.get(16).and_then(|nice| nice.parse().ok());
-        let policy = fields.get(38).and_then(|policy| policy.parse().ok());
-        if let (Some(nice), Some(policy)) = (nice, policy) {
-            found.push((name.trim().to_owned(), policy, nice));
-        }
-    }
-    found
-}
-
-/// Starts the binary with `env`, has it answer a plain and a pass-code request, and
-/// returns its threads' policies and nice values while it still runs.
-async fn answered_with(prefix: &str, env: &[(&str, &str)]) -> Vec<(String, u32, i32)> {
+/// Starts the binary with `env` and has it answer a plain and a pass-code request
+/// `OK` (so the pass-code verifiers exist); it keeps running for the caller to look at.
+async fn answering(prefix: &str, env: &[(&str, &str)]) -> (BinaryRun, std::process::Child) {
     let run = BinaryRun::new(prefix).await;
-    let mut child = crate::helpers::start_binary(&run.prefix, &run.db_url, env, Stdio::null());
+    let child = crate::helpers::start_binary(&run.prefix, &run.db_url, env, Stdio::null());
     wait_for("the worker to consume", async || {
         depth(&run.conn, &run.names.interactive)
             .await
@@ -191,10 +143,33 @@ async fn answered_with(prefix: &str, env: &[(&str, &str)]) -> Vec<(String, u32, 
         let body: Value = serde_json::from_slice(&reply.data).expect("JSON reply");
         assert_eq!(body["status"]["code"], "OK", "{body}");
     }
-    let found = policies(child.id());
+    (run, child)
+}
+
+/// Stops what [`answering`] started: SIGTERM (a clean exit), then the run's queues.
+async fn stop(run: BinaryRun, mut child: std::process::Child) {
     assert!(terminate(&mut child).success());
     let _ = run.conn.close(200, "bye".into()).await;
     cleanup(&run.prefix, &run.prefix).await;
+}
+
+/// Each thread of `pid`: its name, its scheduling policy (`SCHED_OTHER` 0,
+/// `SCHED_BATCH` 3) and its nice value, from its `stat` file.
+fn policies(pid: u32) -> Vec<(String, u32, i32)> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the worker's threads") {
+        let path = task.expect("a thread").path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let Some(fields) = stat_fields(&path.join("stat")) else {
+            continue;
+        };
+        // Nice is the 19th field, the policy the 41st.
+        let nice = fields.get(16).and_then(|nice| nice.parse().ok());
+        let policy = fields.get(38).and_then(|policy| policy.parse().ok());
+        if let (Some(nice), Some(policy)) = (nice, policy) {
+            found.push((name.trim().to_owned(), policy, nice));
+        }
+    }
     found
 }
 
@@ -202,19 +177,17 @@ async fn answered_with(prefix: &str, env: &[(&str, &str)]) -> Vec<(String, u32, 
 async fn every_thread_has_the_policy_asked_for_or_the_one_it_started_with_and_its_nice() {
     let own_nice = rustix::process::getpriority_process(None).expect("own nice value");
     // Unset, the worker keeps the policy it was started with: this thread's.
-    let own_policy = std::fs::read_to_string("/proc/thread-self/stat")
-        .ok()
-        .and_then(|stat| {
-            let (_, rest) = stat.rsplit_once(')')?;
-            rest.split_whitespace().nth(38)?.parse::<u32>().ok()
-        })
+    let own_policy = stat_fields(std::path::Path::new("/proc/thread-self/stat"))
+        .and_then(|fields| fields.get(38)?.parse::<u32>().ok())
         .expect("own policy");
     for (prefix, env, policy) in [
         ("batch", &[("TUCANO_SCHEDULING", "batch")][..], 3),
         ("normal", &[("TUCANO_SCHEDULING", "normal")][..], 0),
         ("unset", &[][..], own_policy),
     ] {
-        let threads = answered_with(prefix, env).await;
+        let (run, child) = answering(prefix, env).await;
+        let threads = policies(child.id());
+        stop(run, child).await;
         assert!(
             threads
                 .iter()
