@@ -709,11 +709,13 @@ impl Bench {
         let (run, (from, to, cpu_before, cpu_after, around, service)) =
             tokio::join!(driving, timing);
         let run = run?;
+        let cpu = cpu_after?.since(&cpu_before?);
         let window = Window {
             from,
             to,
             replies: report::received_between(&run.samples, from, to),
-            cpu: cpu_after?.saturating_sub(cpu_before?),
+            cpu: cpu.total,
+            helpers: cpu.children,
             around,
             service,
         };
@@ -1156,9 +1158,9 @@ impl Bench {
         let _ = writeln!(
             self.out,
             "\n### CPU per request around the process (closed loop, µs)\n\n\
-             The process's own CPU and its PostgreSQL backends' over the replies of all rounds, then that sum in each round.\n\n\
-             | process | window | itself | PostgreSQL (bench backends) | itself + PostgreSQL | per round | RabbitMQ (whole broker) | load generator |\n\
-             |---|---:|---:|---:|---:|---|---:|---:|"
+             The process's own CPU (of which its pass-code helpers' Argon2 verifications) and its PostgreSQL backends' over the replies of all rounds, then that sum in each round.\n\n\
+             | process | window | itself | of which pass-code helpers | PostgreSQL (bench backends) | itself + PostgreSQL | per round | RabbitMQ (whole broker) | load generator |\n\
+             |---|---:|---:|---:|---:|---:|---|---:|---:|"
         );
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         for (size, window) in self.options.window.clone().into_iter().enumerate() {
@@ -1172,8 +1174,9 @@ impl Bench {
                     .collect();
                 let _ = writeln!(
                     self.out,
-                    "| {label} | {window} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {:.0} |",
+                    "| {label} | {window} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {:.0} |",
                     us(f.cpu_per_request),
+                    us(f.helpers_per_request),
                     us(a.database),
                     us(f.cpu_per_request + a.database),
                     rounds.join(" / "),

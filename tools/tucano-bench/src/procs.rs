@@ -26,6 +26,25 @@ pub struct Proc {
     done: bool,
 }
 
+/// CPU time of a process and its children, from `/proc`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    /// The process's and its children's together.
+    pub total: Duration,
+    /// Its children's alone.
+    pub children: Duration,
+}
+
+impl Cpu {
+    /// The CPU time used since `before`.
+    pub fn since(&self, before: &Cpu) -> Cpu {
+        Cpu {
+            total: self.total.saturating_sub(before.total),
+            children: self.children.saturating_sub(before.children),
+        }
+    }
+}
+
 impl Proc {
     /// Starts `program args` with `env` added to this process's environment (after
     /// removing `env_remove`), its standard error going to `log`.
@@ -86,17 +105,22 @@ impl Proc {
         Ok(())
     }
 
-    /// Its CPU time so far, with that of its living children. A child that exits
-    /// between two readings takes its time with it: the helpers live as long as the
-    /// worker.
-    pub fn cpu(&self) -> anyhow::Result<Duration> {
+    /// Its CPU time so far: all of it, and of that its living children's (the
+    /// worker's pass-code helpers, which run the Argon2 verifications). A child that
+    /// exits between two readings takes its time with it: the helpers live as long as
+    /// the worker.
+    pub fn cpu(&self) -> anyhow::Result<Cpu> {
         let own = cpu_time(self.pid())
             .with_context(|| format!("cannot read the CPU time of {}", self.name))?;
         let children: u64 = children(self.pid())
             .iter()
             .filter_map(|pid| ticks(&pid.to_string()))
             .sum();
-        Ok(own + ticks_to_duration(children))
+        let children = ticks_to_duration(children);
+        Ok(Cpu {
+            total: own + children,
+            children,
+        })
     }
 
     /// Its peak resident set size so far, in bytes, plus that of each living child:

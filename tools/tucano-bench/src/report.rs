@@ -75,8 +75,10 @@ pub struct Window {
     pub to: Instant,
     /// Replies received in it.
     pub replies: u64,
-    /// The measured process's CPU time used in it.
+    /// The measured process's CPU time used in it, its children's included.
     pub cpu: Duration,
+    /// Of that, its children's: the worker's pass-code helpers (Argon2).
+    pub helpers: Duration,
     /// CPU time used in it around the process.
     pub around: AroundDelta,
     /// The process's own time inside it over the window (from its `/metrics`), if it
@@ -109,6 +111,8 @@ pub struct Figures {
     pub latency: Latency,
     /// The measured process's CPU time per reply (all windows).
     pub cpu_per_request: Duration,
+    /// Of that, its pass-code helpers' (Argon2).
+    pub helpers_per_request: Duration,
     /// CPU per reply of the load generator, RabbitMQ and the PostgreSQL backends.
     pub around_per_request: AroundDelta,
 }
@@ -134,6 +138,7 @@ impl Figures {
             rounds_cpu,
             latency: Latency::of(samples.iter()),
             cpu_per_request: per(sum(|w| w.cpu)),
+            helpers_per_request: per(sum(|w| w.helpers)),
             around_per_request: AroundDelta {
                 bench: per(sum(|w| w.around.bench)),
                 broker: per(sum(|w| w.around.broker)),
