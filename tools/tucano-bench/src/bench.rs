@@ -699,14 +699,17 @@ impl Bench {
             let to = Instant::now();
             let cpu_after = proc.cpu();
             let around = Around::take(database).since(&around_before);
-            let service = match (durations_before, proc.durations().await) {
-                (Some(before), Some(after)) => after.since(&before).report(),
-                _ => None,
+            let (service, statements) = match (durations_before, proc.durations().await) {
+                (Some(before), Some(after)) => {
+                    let window = after.since(&before);
+                    (window.report(), window.statements())
+                }
+                _ => (None, None),
             };
             stop.cancel();
-            (from, to, cpu_before, cpu_after, around, service)
+            (from, to, cpu_before, cpu_after, around, service, statements)
         };
-        let (run, (from, to, cpu_before, cpu_after, around, service)) =
+        let (run, (from, to, cpu_before, cpu_after, around, service, statements)) =
             tokio::join!(driving, timing);
         let run = run?;
         let cpu = cpu_after?.since(&cpu_before?);
@@ -718,6 +721,7 @@ impl Bench {
             helpers: cpu.children,
             around,
             service,
+            statements,
         };
         Ok((window, run))
     }
@@ -1158,9 +1162,9 @@ impl Bench {
         let _ = writeln!(
             self.out,
             "\n### CPU per request around the process (closed loop, µs)\n\n\
-             The process's own CPU (of which its pass-code helpers' Argon2 verifications) and its PostgreSQL backends' over the replies of all rounds, then that sum in each round.\n\n\
-             | process | window | itself | of which pass-code helpers | PostgreSQL (bench backends) | itself + PostgreSQL | per round | RabbitMQ (whole broker) | load generator |\n\
-             |---|---:|---:|---:|---:|---:|---|---:|---:|"
+             The process's own CPU (of which its pass-code helpers' Argon2 verifications) and its PostgreSQL backends' over the replies of all rounds, then that sum in each round; how many requests a lookup statement carried on average (from the worker's `tucano_auth_db_statement_requests`).\n\n\
+             | process | window | itself | of which pass-code helpers | PostgreSQL (bench backends) | requests a lookup statement | itself + PostgreSQL | per round | RabbitMQ (whole broker) | load generator |\n\
+             |---|---:|---:|---:|---:|---:|---:|---|---:|---:|"
         );
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         for (size, window) in self.options.window.clone().into_iter().enumerate() {
@@ -1174,10 +1178,12 @@ impl Bench {
                     .collect();
                 let _ = writeln!(
                     self.out,
-                    "| {label} | {window} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {:.0} |",
+                    "| {label} | {window} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {} | {:.0} | {:.0} |",
                     us(f.cpu_per_request),
                     us(f.helpers_per_request),
                     us(a.database),
+                    f.requests_per_statement
+                        .map_or_else(|| "-".to_owned(), |n| format!("{n:.1}")),
                     us(f.cpu_per_request + a.database),
                     rounds.join(" / "),
                     us(a.broker),

@@ -84,6 +84,9 @@ pub struct Window {
     /// The process's own time inside it over the window (from its `/metrics`), if it
     /// serves them.
     pub service: Option<ServiceReport>,
+    /// Lookup statements the process ran in it and the requests they carried (from
+    /// its `/metrics`); `None` for the echo, which runs none.
+    pub statements: Option<(f64, f64)>,
 }
 
 impl Window {
@@ -113,6 +116,8 @@ pub struct Figures {
     pub cpu_per_request: Duration,
     /// Of that, its pass-code helpers' (Argon2).
     pub helpers_per_request: Duration,
+    /// Requests a lookup statement carried, over all windows; `None` if it ran none.
+    pub requests_per_statement: Option<f64>,
     /// CPU per reply of the load generator, RabbitMQ and the PostgreSQL backends.
     pub around_per_request: AroundDelta,
 }
@@ -132,7 +137,14 @@ impl Figures {
                 (w.cpu + w.around.database) / replies
             })
             .collect();
+        let (statements, carried) = windows
+            .iter()
+            .filter_map(|w| w.statements)
+            .fold((0.0, 0.0), |(n, r), (statements, requests)| {
+                (n + statements, r + requests)
+            });
         Figures {
+            requests_per_statement: (statements > 0.0).then(|| carried / statements),
             throughput: median(&rounds),
             rounds,
             rounds_cpu,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tucano_auth::observe::metrics::REQUEST_DURATION;
+use tucano_auth::observe::metrics::{REQUEST_DURATION, STATEMENT_REQUESTS};
 
 /// The message of the line in which a process logs its metrics server's address.
 const LISTENING: &str = "metrics and health server listening";
@@ -62,6 +62,10 @@ pub struct Durations {
     buckets: Vec<(f64, f64)>,
     /// Seconds spent by all requests.
     sum: f64,
+    /// Lookup statements run, and the requests they carried (the worker's
+    /// `tucano_auth_db_statement_requests`; zero for the echo).
+    statements: f64,
+    statement_requests: f64,
 }
 
 /// The time inside the process over a window, in microseconds.
@@ -85,6 +89,8 @@ impl Durations {
         let scrape = prometheus_parse::Scrape::parse(exposition.lines().map(|l| Ok(l.to_owned())))
             .context("reading the metrics exposition")?;
         let sum_name = format!("{REQUEST_DURATION}_sum");
+        let statements_name = format!("{STATEMENT_REQUESTS}_count");
+        let statement_requests_name = format!("{STATEMENT_REQUESTS}_sum");
         let mut durations = Durations::default();
         for sample in &scrape.samples {
             match &sample.value {
@@ -106,6 +112,16 @@ impl Durations {
                     if sample.metric == sum_name =>
                 {
                     durations.sum += v;
+                }
+                prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Counter(v)
+                    if sample.metric == statements_name =>
+                {
+                    durations.statements += v;
+                }
+                prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Counter(v)
+                    if sample.metric == statement_requests_name =>
+                {
+                    durations.statement_requests += v;
                 }
                 _ => {}
             }
@@ -135,7 +151,15 @@ impl Durations {
                 .map(|&(le, count)| (le, (count - before(le)).max(0.0)))
                 .collect(),
             sum: (self.sum - earlier.sum).max(0.0),
+            statements: (self.statements - earlier.statements).max(0.0),
+            statement_requests: (self.statement_requests - earlier.statement_requests).max(0.0),
         }
+    }
+
+    /// Lookup statements run and the requests they carried: `None` if none ran (the
+    /// echo runs none).
+    pub fn statements(&self) -> Option<(f64, f64)> {
+        (self.statements > 0.0).then_some((self.statements, self.statement_requests))
     }
 
     /// The `q` quantile in seconds, as Prometheus' `histogram_quantile` computes it:
@@ -256,6 +280,25 @@ mod tests {
         // Every request of the window fell in (0.5, 1] ms; the earlier ones are gone.
         assert_eq!((report.p50, report.p99), (750, 995));
         assert_eq!(report.mean, 800);
+    }
+
+    #[test]
+    fn counts_the_lookup_statements_of_a_window() {
+        let statements = |count: u64, requests: u64| {
+            format!(
+                "{}# TYPE tucano_auth_db_statement_requests histogram\n\
+                 tucano_auth_db_statement_requests_bucket{{le=\"+Inf\"}} {count}\n\
+                 tucano_auth_db_statement_requests_sum {requests}\n\
+                 tucano_auth_db_statement_requests_count {count}\n",
+                exposition([40; 4], [5; 4], 0.01)
+            )
+        };
+        let before = Durations::parse(&statements(10, 25)).expect("a");
+        let after = Durations::parse(&statements(40, 415)).expect("b");
+        assert_eq!(after.since(&before).statements(), Some((30.0, 390.0)));
+        // The echo runs no statement: nothing to report, rather than 0 a statement.
+        let echo = Durations::parse(&exposition([40; 4], [5; 4], 0.01)).expect("echo");
+        assert_eq!(echo.since(&echo).statements(), None);
     }
 
     #[test]
