@@ -144,13 +144,13 @@ impl Figures {
                 (n + statements, r + requests)
             });
         Figures {
-            requests_per_statement: (statements > 0.0).then(|| carried / statements),
             throughput: median(&rounds),
             rounds,
             rounds_cpu,
             latency: Latency::of(samples.iter()),
             cpu_per_request: per(sum(|w| w.cpu)),
             helpers_per_request: per(sum(|w| w.helpers)),
+            requests_per_statement: (statements > 0.0).then(|| carried / statements),
             around_per_request: AroundDelta {
                 bench: per(sum(|w| w.around.bench)),
                 broker: per(sum(|w| w.around.broker)),

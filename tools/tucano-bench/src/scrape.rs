@@ -54,7 +54,8 @@ pub async fn get_metrics(addr: SocketAddr) -> anyhow::Result<String> {
     Ok(body.to_owned())
 }
 
-/// The request-duration histogram of one scrape, added up over the queues.
+/// One scrape's request-duration histogram, added up over the queues, and its lookup
+/// statement counts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Durations {
     /// `(upper bound in seconds, requests at or under it)`, ascending, ending with
@@ -108,20 +109,17 @@ impl Durations {
                         }
                     }
                 }
-                prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Counter(v)
-                    if sample.metric == sum_name =>
-                {
-                    durations.sum += v;
-                }
-                prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Counter(v)
-                    if sample.metric == statements_name =>
-                {
-                    durations.statements += v;
-                }
-                prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Counter(v)
-                    if sample.metric == statement_requests_name =>
-                {
-                    durations.statement_requests += v;
+                prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Counter(v) => {
+                    let total = if sample.metric == sum_name {
+                        &mut durations.sum
+                    } else if sample.metric == statements_name {
+                        &mut durations.statements
+                    } else if sample.metric == statement_requests_name {
+                        &mut durations.statement_requests
+                    } else {
+                        continue;
+                    };
+                    *total += v;
                 }
                 _ => {}
             }
