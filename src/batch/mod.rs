@@ -8,10 +8,18 @@
 //! memory stays bounded whatever the file's size.
 //!
 //! Requests go persistent, with publisher confirms, to the batch queue (or with
-//! `--interactive` the interactive one). A reply that does not come within `--timeout`
-//! (300 s by default: long enough for a worker restart, since the request waits in its
-//! durable queue meanwhile), or a lost connection, stops the job with exit 2 after the
-//! lines before it are written; `--resume` then completes the same output.
+//! `--interactive` the interactive one). A lost broker connection does not stop the
+//! job: the calls waiting on it fail at once, the job connects again (the next node of
+//! an `AMQP_URL` list that answers, or the same URL, pausing 0.1 s doubling to 2 s
+//! between tries) and sends those requests again, for at most `--retry-for` seconds
+//! without a connection (300 by default; `0` stops at once). The worker answers at
+//! least once, so a request sent again may be answered twice: each call waits for the
+//! reply to its own `correlation_id`, so a second answer reaches no call and is
+//! dropped, and every line still gets exactly one output line. A reply that does not
+//! come within `--timeout` (300 s by default: long enough for a worker restart, since
+//! the request waits in its durable queue meanwhile), or a connection not made again
+//! within `--retry-for`, stops the job with exit 2 after the lines before it are
+//! written; `--resume` then completes the same output.
 
 mod input;
 mod output;
@@ -20,7 +28,7 @@ mod progress;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
@@ -66,6 +74,10 @@ pub struct BatchArgs {
     /// Seconds to wait for one reply before stopping the job (exit 2; resume later).
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// Seconds to keep connecting again after the broker connection is lost, before
+    /// stopping the job (exit 2; resume later); 0 stops at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub retry_for: u64,
     /// Seconds between progress lines when standard error is not a terminal.
     #[arg(long, default_value_t = 10, hide = true)]
     pub progress_every: u64,
@@ -113,18 +125,20 @@ async fn execute(args: &BatchArgs) -> anyhow::Result<Written> {
         },
         window: args.window as usize,
         timeout: Duration::from_secs(args.timeout),
+        retry_for: Duration::from_secs(args.retry_for),
     };
     let outcome = job
         .pump(&mut input, &mut output, &mut written, &mut progress)
         .await;
+    let late_replies = client.late_replies();
     client.close().await;
     match outcome {
         Ok(()) => {
-            progress.finish(&written, "done");
+            progress.finish(&written, "done", late_replies);
             Ok(written)
         }
         Err(err) => {
-            progress.finish(&written, "stopped");
+            progress.finish(&written, "stopped", late_replies);
             Err(err.context("the job stopped; run the same command with --resume to complete it"))
         }
     }
@@ -142,6 +156,14 @@ struct Job<'a> {
     queue: Queue,
     window: usize,
     timeout: Duration,
+    retry_for: Duration,
+}
+
+/// A request line sent and not answered when the connection was lost.
+struct Unanswered {
+    seq: u64,
+    line: u64,
+    body: Vec<u8>,
 }
 
 impl Job<'_> {
@@ -157,9 +179,24 @@ impl Job<'_> {
         let mut calls = FuturesUnordered::new();
         // Answers by sequence number, waiting for every earlier one to be written.
         let mut answered: BTreeMap<u64, (u64, Answer)> = BTreeMap::new();
+        // Requests whose connection was lost, to send again once connected, and since
+        // when the job has had no working connection.
+        let mut unanswered: Vec<Unanswered> = Vec::new();
+        let mut lost_since: Option<Instant> = None;
         let (mut next_read, mut next_write, mut exhausted) = (0_u64, 0_u64, false);
         loop {
-            while !exhausted && calls.len() + answered.len() < self.window {
+            // Every call of the lost connection has ended: connect again, send again.
+            if !unanswered.is_empty() && calls.is_empty() {
+                let since = lost_since.unwrap_or_else(Instant::now);
+                self.wait_for_broker(since, progress).await?;
+                progress.resent(unanswered.len() as u64);
+                unanswered.sort_by_key(|u| u.seq);
+                for Unanswered { seq, line, body } in unanswered.drain(..) {
+                    calls.push(self.call(seq, line, body));
+                }
+            }
+            while unanswered.is_empty() && !exhausted && calls.len() + answered.len() < self.window
+            {
                 let Some(item) = input.next_item()? else {
                     exhausted = true;
                     break;
@@ -173,13 +210,7 @@ impl Job<'_> {
                     ItemKind::Invalid(why) => {
                         answered.insert(seq, (item.line, Answer::Local(Code::InvalidRequest, why)));
                     }
-                    ItemKind::Request(body) => {
-                        let line = item.line;
-                        calls.push(async move {
-                            let result = self.client.send(self.queue, &body, self.timeout).await;
-                            (seq, line, result)
-                        });
-                    }
+                    ItemKind::Request(body) => calls.push(self.call(seq, item.line, body)),
                 }
             }
             while let Some(entry) = answered.first_entry() {
@@ -190,22 +221,78 @@ impl Job<'_> {
                 write(output, written, progress, line, &answer)?;
                 next_write += 1;
             }
-            let Some((seq, line, result)) = calls.next().await else {
-                if exhausted && answered.is_empty() {
+            let Some((sent, result)) = calls.next().await else {
+                if exhausted && answered.is_empty() && unanswered.is_empty() {
                     return Ok(());
                 }
                 continue;
             };
             let answer = match result {
-                Ok(reply) => Answer::Reply(reply),
+                Ok(reply) => {
+                    if lost_since.take().is_some() {
+                        progress.reconnected();
+                    }
+                    Answer::Reply(reply)
+                }
                 Err(ClientError::BadReply(why)) => {
                     Answer::Local(Code::InternalError, format!("unreadable reply: {why}"))
                 }
+                Err(ClientError::Connection(why)) if !self.retry_for.is_zero() => {
+                    if lost_since.is_none() {
+                        lost_since = Some(Instant::now());
+                        progress.connection_lost(&why);
+                    }
+                    unanswered.push(sent);
+                    continue;
+                }
                 Err(err) => {
-                    return Err(anyhow::Error::new(err).context(format!("input line {line}")))
+                    return Err(anyhow::Error::new(err).context(format!("input line {}", sent.line)))
                 }
             };
-            answered.insert(seq, (line, answer));
+            answered.insert(sent.seq, (sent.line, answer));
+        }
+    }
+
+    /// Sends one request line; gives the line back with the outcome, so that it can be
+    /// sent again after a lost connection.
+    async fn call(
+        &self,
+        seq: u64,
+        line: u64,
+        body: Vec<u8>,
+    ) -> (Unanswered, Result<Reply, ClientError>) {
+        let result = self.client.send(self.queue, &body, self.timeout).await;
+        (Unanswered { seq, line, body }, result)
+    }
+
+    /// Connects again, pausing 0.1 s doubling to 2 s between tries, until a node
+    /// answers or `--retry-for` has passed since the connection was lost.
+    async fn wait_for_broker(&self, since: Instant, progress: &mut Progress) -> anyhow::Result<()> {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let left = self.retry_for.saturating_sub(since.elapsed());
+            // An attempt to a node that drops packets would wait for TCP's own
+            // time-out; it gets what is left of the bound (at least half a second).
+            let attempt = tokio::time::timeout(
+                left.max(Duration::from_millis(500)),
+                self.client.reconnect(),
+            )
+            .await;
+            let why = match attempt {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(err)) => err.to_string(),
+                Err(_) => "no node answered in time".to_owned(),
+            };
+            let left = self.retry_for.saturating_sub(since.elapsed());
+            if left.is_zero() {
+                anyhow::bail!(
+                    "the broker connection was lost and not made again within --retry-for {} s ({why})",
+                    self.retry_for.as_secs()
+                );
+            }
+            progress.reconnecting(since.elapsed());
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
 }

@@ -17,6 +17,14 @@ pub struct Progress {
     not_ok: u64,
     started: Instant,
     view: View,
+    /// The broker connection: lost since when (while lost), how often, for how long in
+    /// all, and how many lines were sent again.
+    lost_at: Option<Instant>,
+    losses: u64,
+    without_broker: Duration,
+    resent: u64,
+    /// When a plain "reconnecting" line is due again.
+    next_reconnecting: Option<Instant>,
 }
 
 enum View {
@@ -61,6 +69,67 @@ impl Progress {
             not_ok: written.not_ok(),
             started,
             view,
+            lost_at: None,
+            losses: 0,
+            without_broker: Duration::ZERO,
+            resent: 0,
+            next_reconnecting: None,
+        }
+    }
+
+    /// The broker connection was lost (`why` never holds a password).
+    pub fn connection_lost(&mut self, why: &str) {
+        self.lost_at = Some(Instant::now());
+        self.losses += 1;
+        self.say(&format!(
+            "broker connection lost ({why}); reconnecting for at most --retry-for"
+        ));
+    }
+
+    /// Still no connection after `trying`: said on the bar, or at most once every
+    /// interval as a line.
+    pub fn reconnecting(&mut self, trying: Duration) {
+        let message = format!(
+            "reconnecting to the broker for {:.1} s",
+            trying.as_secs_f64()
+        );
+        match &self.view {
+            View::Bar(bar) => bar.set_message(message),
+            View::Lines { every, .. } => {
+                let now = Instant::now();
+                if self.next_reconnecting.is_none_or(|next| now >= next) {
+                    self.next_reconnecting = Some(now + (*every).min(Duration::from_secs(5)));
+                    eprintln!("batch: {message}");
+                }
+            }
+        }
+    }
+
+    /// `lines` sent again on a new connection.
+    pub fn resent(&mut self, lines: u64) {
+        self.resent += lines;
+        let gone = self.lost_at.map(|at| at.elapsed()).unwrap_or_default();
+        self.say(&format!(
+            "connected again after {:.1} s; sending {lines} unanswered lines again",
+            gone.as_secs_f64()
+        ));
+    }
+
+    /// A reply came on the new connection: the outage is over.
+    pub fn reconnected(&mut self) {
+        if let Some(at) = self.lost_at.take() {
+            self.without_broker += at.elapsed();
+        }
+        self.next_reconnecting = None;
+        if let View::Bar(bar) = &self.view {
+            bar.set_message(format!("{} not OK", self.not_ok));
+        }
+    }
+
+    fn say(&self, message: &str) {
+        match &self.view {
+            View::Bar(bar) => bar.println(format!("batch: {message}")),
+            View::Lines { .. } => eprintln!("batch: {message}"),
         }
     }
 
@@ -120,10 +189,11 @@ impl Progress {
 
     /// Clears the bar and prints the summary: the count of each code in the whole
     /// output, this run's lines, duration and rate.
-    pub fn finish(self, written: &Written, outcome: &str) {
+    pub fn finish(mut self, written: &Written, outcome: &str, late_replies: u64) {
         if let View::Bar(bar) = &self.view {
             bar.finish_and_clear();
         }
+        self.reconnected();
         let codes: Vec<String> = written
             .codes
             .iter()
@@ -142,5 +212,14 @@ impl Progress {
             self.started.elapsed().as_secs_f64(),
             self.rate()
         );
+        if self.losses > 0 {
+            eprintln!(
+                "batch: the broker connection was lost {} time(s), {:.1} s in all without \
+                 it; {} lines sent again, {late_replies} second answers dropped",
+                self.losses,
+                self.without_broker.as_secs_f64(),
+                self.resent
+            );
+        }
     }
 }

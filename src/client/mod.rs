@@ -39,15 +39,23 @@
 //! not the worker's envelope ([`ClientError::BadReply`]). A status other than `OK` is
 //! not an error: it is a [`Reply`] whose [`Reply::code`] says why.
 //!
-//! The client does not reconnect: after a [`ClientError::Connection`], connect again.
-//! A request whose call timed out may still be answered later (the request stays in
-//! its durable queue until a worker takes it); that late reply is dropped.
+//! A lost connection fails every call waiting at that moment with
+//! [`ClientError::Connection`], at once: the client never re-sends a request by itself,
+//! since only the caller knows whether a second answer is welcome (the worker answers
+//! at least once, so a re-sent request may be answered twice). The *next* call on the
+//! same client connects again (to the next node of the list that answers) before it
+//! sends; [`Client::reconnect`] does that on demand, for a caller that wants to wait
+//! for the broker before it retries (as `batch` does). A request whose call timed out,
+//! or whose connection was lost, may still be answered later (the request stays in its
+//! durable queue until a worker takes it); that late reply is dropped (counted by
+//! [`Client::late_replies`] when it reaches this connection; a reply sent to a lost
+//! connection's reply-to is dropped by the broker).
 
 mod nodes;
 mod reply;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -133,6 +141,11 @@ impl Pending {
         self.lock().waiting.remove(id)
     }
 
+    /// Whether no reply can come any more on this connection.
+    fn is_closed(&self) -> bool {
+        self.lock().closed.is_some()
+    }
+
     /// Fails every waiting call with `reason`, and every later one.
     fn close(&self, reason: String) {
         let waiting = {
@@ -163,14 +176,62 @@ impl Drop for Entry<'_> {
 ///
 /// Cheap to share: wrap it in an `Arc` and call it from as many tasks as you like.
 pub struct Client {
-    connection: Connection,
-    channel: Channel,
+    amqp_url: String,
+    tls: TlsFiles,
     names: Names,
-    pending: Arc<Pending>,
+    /// The connection in use; replaced by a new one after it is lost.
+    session: Mutex<Arc<Session>>,
+    /// Held while a new connection is made, so concurrent calls make one, not many.
+    reconnecting: tokio::sync::Mutex<()>,
     /// This client's part of every `correlation_id`, so two clients never collide.
     id_prefix: String,
     next_id: AtomicU64,
+    late: Arc<AtomicU64>,
+    closed: AtomicBool,
+}
+
+/// One AMQP connection of a [`Client`], its channel and the calls waiting on it.
+struct Session {
+    connection: Connection,
+    channel: Channel,
+    pending: Arc<Pending>,
     _replies: AbortOnDropHandle<()>,
+}
+
+impl Session {
+    async fn open(
+        amqp_url: &str,
+        tls: &TlsFiles,
+        late: Arc<AtomicU64>,
+    ) -> Result<Session, ClientError> {
+        let connection = nodes::connect_any(amqp_url, tls, "client").await?;
+        let lost = |err: lapin::Error| ClientError::Connection(err.to_string());
+        let channel = connection.create_channel().await.map_err(lost)?;
+        // Direct reply-to requires the consumer to exist before the first publish that
+        // names it, on the same channel.
+        let consumer = crate::broker::consume_no_ack(&channel, DIRECT_REPLY_TO)
+            .await
+            .map_err(lost)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(lost)?;
+        let pending = Arc::new(Pending::default());
+        let replies =
+            AbortOnDropHandle::new(tokio::spawn(route_replies(consumer, pending.clone(), late)));
+        Ok(Session {
+            connection,
+            channel,
+            pending,
+            _replies: replies,
+        })
+    }
+
+    async fn close(&self, reason: &str) {
+        let _ = self.channel.close(200, "bye".into()).await;
+        let _ = self.connection.close(200, "bye".into()).await;
+        self.pending.close(reason.to_owned());
+    }
 }
 
 impl Client {
@@ -191,30 +252,57 @@ impl Client {
         queue_prefix: &str,
         tls: &TlsFiles,
     ) -> Result<Client, ClientError> {
-        let connection = nodes::connect_any(amqp_url, tls, "client").await?;
-        let lost = |err: lapin::Error| ClientError::Connection(err.to_string());
-        let channel = connection.create_channel().await.map_err(lost)?;
-        // Direct reply-to requires the consumer to exist before the first publish that
-        // names it, on the same channel.
-        let consumer = crate::broker::consume_no_ack(&channel, DIRECT_REPLY_TO)
-            .await
-            .map_err(lost)?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(lost)?;
-        let pending = Arc::new(Pending::default());
-        let replies =
-            AbortOnDropHandle::new(tokio::spawn(route_replies(consumer, pending.clone())));
+        let late = Arc::new(AtomicU64::new(0));
+        let session = Session::open(amqp_url, tls, late.clone()).await?;
         Ok(Client {
-            connection,
-            channel,
+            amqp_url: amqp_url.to_owned(),
+            tls: tls.clone(),
             names: Names::new(queue_prefix),
-            pending,
+            session: Mutex::new(Arc::new(session)),
+            reconnecting: tokio::sync::Mutex::new(()),
             id_prefix: uuid::Uuid::new_v4().simple().to_string(),
             next_id: AtomicU64::new(0),
-            _replies: replies,
+            late,
+            closed: AtomicBool::new(false),
         })
+    }
+
+    fn session(&self) -> Arc<Session> {
+        // A panic while holding this lock cannot leave the `Arc` half-replaced.
+        self.session
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Whether the connection in use is lost (the next call will connect again).
+    pub fn is_lost(&self) -> bool {
+        self.session().pending.is_closed()
+    }
+
+    /// Connects again if the connection in use is lost: to the nodes of `AMQP_URL` in
+    /// turn, once each. `Ok(false)`: the connection was fine, nothing done.
+    ///
+    /// Calls do this by themselves before they send; a caller that wants to wait for
+    /// the broker to come back (retrying with a pause) calls it directly.
+    pub async fn reconnect(&self) -> Result<bool, ClientError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(ClientError::Connection("the client was closed".to_owned()));
+        }
+        let _one_at_a_time = self.reconnecting.lock().await;
+        let old = self.session();
+        if !old.pending.is_closed() {
+            return Ok(false);
+        }
+        let session = Session::open(&self.amqp_url, &self.tls, self.late.clone()).await?;
+        *self
+            .session
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(session);
+        // The old connection is dead already; closing it frees what lapin still holds,
+        // off this call's path.
+        tokio::spawn(async move { old.close("connection lost").await });
+        Ok(true)
     }
 
     /// Sends `request` (a JSON request body, see `schemas/request.schema.json`) to the
@@ -232,71 +320,85 @@ impl Client {
 
     /// Sends `request` to `queue` and waits at most `timeout` for its reply; what
     /// [`Client::authenticate`] does with [`Queue::Interactive`].
+    ///
+    /// When the connection in use was lost before this call, the call connects again
+    /// first (within its timeout).
     pub async fn send(
         &self,
         queue: Queue,
         request: &[u8],
         timeout: Duration,
     ) -> Result<Reply, ClientError> {
+        match tokio::time::timeout(timeout, self.call(queue, request)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(ClientError::Timeout(timeout)),
+        }
+    }
+
+    async fn call(&self, queue: Queue, request: &[u8]) -> Result<Reply, ClientError> {
         let queue = match queue {
             Queue::Interactive => self.names.interactive.as_str(),
             Queue::Batch => self.names.batch.as_str(),
         };
+        if self.is_lost() {
+            self.reconnect().await?;
+        }
+        let session = self.session();
         let id = format!(
             "{}-{}",
             self.id_prefix,
             self.next_id.fetch_add(1, Ordering::Relaxed)
         );
         let (waiter, reply) = oneshot::channel();
-        self.pending.register(&id, waiter)?;
+        session.pending.register(&id, waiter)?;
         let _entry = Entry {
-            pending: &self.pending,
+            pending: &session.pending,
             id: id.clone(),
         };
-        let call = async {
-            let lost = |err: lapin::Error| ClientError::Connection(err.to_string());
-            let confirmation = self
-                .channel
-                .basic_publish(
-                    "".into(),
-                    queue.into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    request,
-                    BasicProperties::default()
-                        .with_content_type("application/json".into())
-                        .with_correlation_id(id.as_str().into())
-                        .with_reply_to(DIRECT_REPLY_TO.into())
-                        .with_delivery_mode(2),
-                )
-                .await
-                .map_err(lost)?
-                .await
-                .map_err(lost)?;
-            if confirmation.is_nack() {
-                return Err(ClientError::Refused(queue.to_owned()));
-            }
-            if confirmation.take_message().is_some() {
-                return Err(ClientError::NoQueue(queue.to_owned()));
-            }
-            match reply.await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(ClientError::Connection(
-                    "the reply listener stopped".to_owned(),
-                )),
-            }
-        };
-        match tokio::time::timeout(timeout, call).await {
+        let lost = |err: lapin::Error| ClientError::Connection(err.to_string());
+        let confirmation = session
+            .channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                request,
+                BasicProperties::default()
+                    .with_content_type("application/json".into())
+                    .with_correlation_id(id.as_str().into())
+                    .with_reply_to(DIRECT_REPLY_TO.into())
+                    .with_delivery_mode(2),
+            )
+            .await
+            .map_err(lost)?
+            .await
+            .map_err(lost)?;
+        if confirmation.is_nack() {
+            return Err(ClientError::Refused(queue.to_owned()));
+        }
+        if confirmation.take_message().is_some() {
+            return Err(ClientError::NoQueue(queue.to_owned()));
+        }
+        match reply.await {
             Ok(outcome) => outcome,
-            Err(_) => Err(ClientError::Timeout(timeout)),
+            Err(_) => Err(ClientError::Connection(
+                "the reply listener stopped".to_owned(),
+            )),
         }
     }
 
     /// How many calls are waiting for their reply now.
     pub fn in_flight(&self) -> usize {
-        self.pending.lock().waiting.len()
+        self.session().pending.lock().waiting.len()
+    }
+
+    /// Replies that reached this client after their call had ended (timed out, or
+    /// dropped by its caller): a late answer, or a second answer to a re-sent request.
+    pub fn late_replies(&self) -> u64 {
+        self.late.load(Ordering::Relaxed)
     }
 
     /// The queue names this client sends to.
@@ -306,15 +408,14 @@ impl Client {
 
     /// Closes the connection; calls still waiting fail with [`ClientError::Connection`].
     pub async fn close(self) {
-        let _ = self.channel.close(200, "bye".into()).await;
-        let _ = self.connection.close(200, "bye".into()).await;
-        self.pending.close("the client was closed".to_owned());
+        self.closed.store(true, Ordering::Relaxed);
+        self.session().close("the client was closed").await;
     }
 }
 
 /// Hands each reply to the call waiting for its `correlation_id` until the consumer
 /// stops, then fails every waiting call (and every later one) with the reason.
-async fn route_replies(mut consumer: Consumer, pending: Arc<Pending>) {
+async fn route_replies(mut consumer: Consumer, pending: Arc<Pending>, late: Arc<AtomicU64>) {
     let reason = loop {
         match consumer.next().await {
             Some(Ok(delivery)) => {
@@ -322,9 +423,14 @@ async fn route_replies(mut consumer: Consumer, pending: Arc<Pending>) {
                     continue;
                 };
                 // No waiter: the call timed out or was dropped; its reply is late.
-                if let Some(waiter) = pending.take(id.as_str()) {
-                    let _ =
-                        waiter.send(Reply::parse(&delivery.data).map_err(ClientError::BadReply));
+                match pending.take(id.as_str()) {
+                    Some(waiter) => {
+                        let _ = waiter
+                            .send(Reply::parse(&delivery.data).map_err(ClientError::BadReply));
+                    }
+                    None => {
+                        late.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             Some(Err(err)) => break format!("connection lost: {err}"),

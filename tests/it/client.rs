@@ -141,7 +141,7 @@ async fn a_lost_connection_fails_every_waiting_call_at_once() {
             "{outcome:?}"
         );
     }
-    // A call after the loss fails at once too.
+    // A call after the loss, while the broker is still out of reach, fails at once too.
     let later = client.authenticate("{}", Duration::from_secs(120)).await;
     assert!(
         matches!(later, Err(ClientError::Connection(_))),
@@ -169,4 +169,40 @@ async fn a_node_list_is_tried_until_one_answers_and_failures_hide_passwords() {
         "{message}"
     );
     assert!(!message.contains("hidden"), "{message}");
+}
+
+#[tokio::test]
+async fn a_call_after_a_lost_connection_connects_again() {
+    let worker = TestWorker::spawn().await;
+    let proxy = Proxy::start_to("127.0.0.1:5672").await;
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port);
+    let client = Client::connect(&url, &worker.prefix)
+        .await
+        .expect("connect");
+    let request = by_number(seed::SESSION_TOKEN, "S0000000329");
+    let first = client
+        .authenticate(&request, Duration::from_secs(20))
+        .await
+        .expect("answered");
+    assert_eq!(first.code, Code::Ok);
+    proxy.cut();
+    crate::helpers::wait_for("the client to see the loss", async || client.is_lost()).await;
+    // While the broker cannot be reached, a call fails at once, naming the cause.
+    let started = Instant::now();
+    let during = client.authenticate(&request, Duration::from_secs(20)).await;
+    assert!(
+        matches!(during, Err(ClientError::Connection(_))),
+        "{during:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Once it can, the next call on the same client connects again and is answered.
+    proxy.restore();
+    let after = client
+        .authenticate(&request, Duration::from_secs(20))
+        .await
+        .expect("the same client connects again");
+    assert_eq!(after.code, Code::Ok);
+    assert!(!client.is_lost());
+    assert_eq!(client.in_flight(), 0);
+    client.close().await;
 }

@@ -4,6 +4,7 @@
 mod asyncapi;
 mod backlog;
 mod batch;
+mod batch_reconnect;
 mod broker_view;
 mod call;
 mod cli;
