@@ -28,6 +28,7 @@ from ._common import (
     queue_name,
     tls_for,
     trace_headers,
+    with_name,
 )
 from ._errors import TucanoConnectionError, TucanoTimeout
 from ._reply import Reply, parse_reply
@@ -81,9 +82,8 @@ class AsyncClient:
         for node in nodes:
             try:
                 connection = await aio_pika.connect(
-                    node,
+                    with_name(node, name),
                     ssl_context=context if is_tls(node) else None,
-                    client_properties={"connection_name": name},
                     timeout=CONNECT_TIMEOUT,
                 )
                 break

@@ -17,7 +17,7 @@ import ssl
 import threading
 import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._errors import TucanoConnectionError
 
@@ -116,6 +116,16 @@ def connection_name(kind: str) -> str:
         f"tucano-auth-client python {kind} {socket.gethostname()} pid {os.getpid()}"
         f" {uuid.uuid4().hex[:8]}"
     )
+
+
+def with_name(node: str, name: str) -> str:
+    """``node`` with the connection name in its query (``name=``), where aiormq reads it
+    on every aio-pika version (aio-pika 9 ignores ``client_properties`` given with a
+    URL)."""
+    parts = urlsplit(node)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = [(key, value) for key, value in pairs if key != "name"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("name", name)])))
 
 
 def encode_request(request: Mapping[str, Any]) -> bytes:
