@@ -170,9 +170,11 @@ def test_a_node_list_none_of_whose_nodes_answers_names_them_without_passwords(
     kind: str,
 ) -> None:
     with pytest.raises(tac.TucanoConnectionError) as raised:
-        connect_and_call(kind, f"{REFUSING},amqp://guest:s3cret@127.0.0.1:2/%2f", "unused")
+        # A closed port, and the real broker refusing the password.
+        connect_and_call(kind, f"{REFUSING},amqp://guest:s3cret@127.0.0.1:5672/%2f", "unused")
     text = str(raised.value)
-    assert "127.0.0.1:1" in text and "127.0.0.1:2" in text, text
+    assert "127.0.0.1:1/" in text and "127.0.0.1:5672/" in text, text
+    assert "111" in text and "ACCESS_REFUSED" in text, text  # ECONNREFUSED, the login
     assert "s3cret" not in text, text
     with pytest.raises(tac.TucanoConnectionError):
         connect_and_call(kind, " , ", "unused")

@@ -69,8 +69,12 @@ def connection_error(failures: List[Tuple[str, BaseException]]) -> TucanoConnect
 
 def describe(err: BaseException) -> str:
     """A short description of a connection failure, without the URL it came from."""
-    text = str(err) or type(err).__name__
-    return f"{type(err).__name__}: {text}" if text != type(err).__name__ else text
+    name = type(err).__name__
+    text = str(err)
+    if not text or text == name:
+        # Some of pika's errors say what happened only in their repr (the inner error).
+        return repr(err)
+    return f"{name}: {text}"
 
 
 def is_tls(node: str) -> bool:
