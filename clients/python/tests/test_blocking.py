@@ -41,6 +41,9 @@ def test_a_request_that_is_not_an_object_is_refused_before_sending(worker: Worke
             client.authenticate(["not", "an", "object"])  # type: ignore[arg-type]
         with pytest.raises(TypeError):
             client.authenticate({"token": object()})
+        with pytest.raises(ValueError):
+            client.authenticate({"token": float("nan")})
+        assert client.in_flight == 0
 
 
 def test_a_thousand_concurrent_calls_on_one_connection_each_get_their_own_reply(

@@ -92,6 +92,43 @@ def test_a_reply_that_is_not_the_workers_raises_bad_reply(
     assert "secret.jwt.value" not in str(outcome), "a value of the reply is echoed"
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_reply_after_the_timeout_is_dropped_and_the_client_goes_on(
+    kind: str, silent_prefix: str
+) -> None:
+    queue = f"{silent_prefix}.authenticate"
+    # Told apart from the next call's reply, so a client that matched replies by order
+    # rather than by correlation_id would hand it to the next call.
+    late = json.dumps(
+        {"data": None, "status": {"code": "NOT_FOUND", "description": "d", "message": "late"}}
+    ).encode()
+
+    if kind == "blocking":
+        with tac.Client(AMQP_URL, queue_prefix=silent_prefix) as client:
+            with pytest.raises(tac.TucanoTimeout):
+                client.authenticate(by_number("S0000000329"), timeout=0.5)
+            answer_once(queue, late)  # the late reply, to the call that gave up
+            with ThreadPoolExecutor(1) as pool:
+                stand_in = pool.submit(answer_once, queue, OK_BODY)
+                assert client.authenticate(by_number("S0000000330"), timeout=20).ok
+                stand_in.result(timeout=30)
+            assert client.in_flight == 0
+        return
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        async with await tac.AsyncClient.connect(AMQP_URL, queue_prefix=silent_prefix) as client:
+            with pytest.raises(tac.TucanoTimeout):
+                await client.authenticate(by_number("S0000000329"), timeout=0.5)
+            await loop.run_in_executor(None, answer_once, queue, late)
+            stand_in = loop.run_in_executor(None, answer_once, queue, OK_BODY)
+            assert (await client.authenticate(by_number("S0000000330"), timeout=20)).ok
+            await stand_in
+            assert client.in_flight == 0
+
+    asyncio.run(scenario())
+
+
 def test_the_shipped_reply_schema_is_the_repositorys() -> None:
     shipped = pathlib.Path(tac.__file__).with_name("reply.schema.json")
     assert shipped.read_bytes() == (REPO / "schemas" / "reply.schema.json").read_bytes()

@@ -136,7 +136,9 @@ def encode_request(request: Mapping[str, Any]) -> bytes:
     """The request as the JSON body the worker reads."""
     if not isinstance(request, Mapping):
         raise TypeError("request must be a dict (a JSON object)")
-    return json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # allow_nan=False: NaN and infinities are not JSON; refused here, not by the worker.
+    text = json.dumps(request, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.encode("utf-8")
 
 
 def trace_headers() -> Dict[str, str]:
