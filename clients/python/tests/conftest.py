@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 import uuid
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import pika
 import pytest
@@ -51,7 +51,7 @@ def psql(sql: str) -> None:
     )
 
 
-def delete_queues(prefix: str, extra: List[str] = []) -> None:
+def delete_queues(prefix: str) -> None:
     """Deletes the queues and exchanges the worker (or a test) declared under ``prefix``."""
     connection = broker()
     try:
@@ -59,7 +59,6 @@ def delete_queues(prefix: str, extra: List[str] = []) -> None:
             f"{prefix}.authenticate",
             f"{prefix}.authenticate.batch",
             f"{prefix}.dead-letter",
-            *extra,
         ]:
             channel = connection.channel()
             try:
@@ -120,10 +119,15 @@ class Worker:
         deadline = time.monotonic() + 120
         while (consumers(f"{self.prefix}.authenticate") or 0) < 1:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the worker exited; see /tmp/{self.prefix}.log")
+                raise RuntimeError(f"the worker exited:\n{self.log_tail()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the worker did not consume within 120 s; see {self.log.name}")
+                raise RuntimeError(f"the worker did not consume within 120 s:\n{self.log_tail()}")
             time.sleep(0.2)
+
+    def log_tail(self) -> str:
+        """The end of the worker's log, for a failure message (the file goes at cleanup)."""
+        self.log.flush()
+        return pathlib.Path(self.log.name).read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
         """SIGTERM, and waits for the worker to exit (its queues stay)."""
