@@ -30,11 +30,27 @@ def test_one_call_and_the_batch_queue(worker: Worker) -> None:
             check_reply(reply, DEMO_SUBSCRIPTIONS["S0000000330"])
             refused = await client.authenticate({"token": "x"}, timeout=20)
             assert (refused.code, refused.ok) == ("MISSING_IDENTIFIER", False)
+            huge = await client.authenticate({**by_number("S0000000329"), "token": "x" * 70_000})
+            assert huge.code == "INVALID_REQUEST", huge
             with pytest.raises(TypeError):
                 await client.authenticate("{}")  # type: ignore[arg-type]
             assert client.in_flight == 0
         with pytest.raises(tac.TucanoConnectionError, match="closed"):
             await client.authenticate(by_number("S0000000329"))
+
+    asyncio.run(scenario())
+
+
+def test_a_prefix_no_worker_ever_declared_is_a_connection_error_at_once(worker: Worker) -> None:
+    async def scenario() -> None:
+        prefix = f"{worker.prefix}-none"
+        async with await tac.AsyncClient.connect(AMQP_URL, queue_prefix=prefix) as client:
+            for _ in range(2):  # a returned request does not cost the client its channel
+                began = time.monotonic()
+                with pytest.raises(tac.TucanoConnectionError, match="does not exist"):
+                    await client.authenticate(by_number("S0000000329"), timeout=20)
+                assert time.monotonic() - began < 5
+            assert client.in_flight == 0
 
     asyncio.run(scenario())
 

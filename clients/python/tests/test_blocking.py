@@ -30,9 +30,25 @@ def test_one_call_and_the_batch_queue(worker: Worker) -> None:
         check_reply(reply, DEMO_SUBSCRIPTIONS["S0000000330"])
         refused = client.authenticate({"token": "x"}, timeout=20)
         assert (refused.code, refused.ok) == ("MISSING_IDENTIFIER", False)
+        # Over the worker's 64 KiB: its refusal, over the same connection as the rest.
+        huge = client.authenticate({**by_number("S0000000329"), "token": "x" * 70_000})
+        assert huge.code == "INVALID_REQUEST", huge
         assert client.in_flight == 0
     with pytest.raises(tac.TucanoConnectionError, match="closed"):
         client.authenticate(by_number("S0000000329"))
+
+
+def test_a_prefix_no_worker_ever_declared_is_a_connection_error_at_once(worker: Worker) -> None:
+    with tac.Client(AMQP_URL, queue_prefix=f"{worker.prefix}-none") as client:
+        began = time.monotonic()
+        with pytest.raises(tac.TucanoConnectionError, match="does not exist"):
+            client.authenticate(by_number("S0000000329"), timeout=20)
+        assert time.monotonic() - began < 5
+        # A returned request does not cost the client its channel: the next call gets
+        # the same answer, not "connection lost".
+        with pytest.raises(tac.TucanoConnectionError, match="does not exist"):
+            client.authenticate(by_number("S0000000329"), timeout=20)
+        assert client.in_flight == 0
 
 
 def test_a_request_that_is_not_an_object_is_refused_before_sending(worker: Worker) -> None:
