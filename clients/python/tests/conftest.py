@@ -44,7 +44,8 @@ def broker() -> Any:
 
 def psql(sql: str) -> None:
     subprocess.run(
-        ["psql", f"{PG_SERVER}/postgres", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
+        ["psql", f"{PG_SERVER}/postgres", "-q", "-v", "ON_ERROR_STOP=1",
+         "-c", "SET client_min_messages = warning", "-c", sql],
         check=True,
         timeout=60,
         stdout=subprocess.DEVNULL,

@@ -10,13 +10,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import pytest
 
 import tucano_auth_client as tac
-from conftest import AMQP_URL, DEMO_SUBSCRIPTIONS, REPO, Worker, by_number
+from conftest import AMQP_URL, DEMO_SUBSCRIPTIONS, REPO, Worker, broker, by_number, delete_queues
 from helpers import OK_BODY, answer_once, check_reply
 from tls_proxy import Pki, TlsProxy
 
@@ -129,6 +130,25 @@ def test_a_reply_after_the_timeout_is_dropped_and_the_client_goes_on(
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_request_the_broker_refuses_is_a_connection_error_and_the_client_goes_on(
+    kind: str,
+) -> None:
+    # A queue that holds nothing and rejects what overflows: the broker nacks each request.
+    prefix = f"tpy_{uuid.uuid4().hex[:12]}"
+    connection = broker()
+    try:
+        connection.channel().queue_declare(
+            f"{prefix}.authenticate",
+            arguments={"x-max-length": 0, "x-overflow": "reject-publish"},
+        )
+        with pytest.raises(tac.TucanoConnectionError, match="refused"):
+            calls_on_one_client(kind, prefix, 2)
+    finally:
+        delete_queues(prefix)
+        connection.close()
+
+
 def test_the_shipped_reply_schema_is_the_repositorys() -> None:
     shipped = pathlib.Path(tac.__file__).with_name("reply.schema.json")
     assert shipped.read_bytes() == (REPO / "schemas" / "reply.schema.json").read_bytes()
@@ -174,6 +194,41 @@ print(reply.code, reply.subscription_id)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["OK", DEMO_SUBSCRIPTIONS["S0000000329"]]
+
+
+def calls_on_one_client(kind: str, prefix: str, count: int) -> None:
+    """``count`` calls in turn on one client, each expected to raise within 5 s; raises
+    the last one's error."""
+    errors: List[BaseException] = []
+
+    def took(began: float) -> None:
+        assert time.monotonic() - began < 5
+
+    if kind == "blocking":
+        with tac.Client(AMQP_URL, queue_prefix=prefix) as client:
+            for _ in range(count):
+                began = time.monotonic()
+                try:
+                    client.authenticate(by_number("S0000000329"), timeout=20)
+                except tac.TucanoError as err:
+                    errors.append(err)
+                took(began)
+    else:
+
+        async def scenario() -> None:
+            async with await tac.AsyncClient.connect(AMQP_URL, queue_prefix=prefix) as client:
+                for _ in range(count):
+                    began = time.monotonic()
+                    try:
+                        await client.authenticate(by_number("S0000000329"), timeout=20)
+                    except tac.TucanoError as err:
+                        errors.append(err)
+                    took(began)
+
+        asyncio.run(scenario())
+    assert len(errors) == count, errors
+    assert len({str(err) for err in errors}) == 1, errors  # the same refusal each time
+    raise errors[-1]
 
 
 def connect_and_call(kind: str, url: str, prefix: str, **options: Any) -> Any:
