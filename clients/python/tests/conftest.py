@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 import uuid
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import pika
 import pytest
@@ -194,6 +194,16 @@ def rabbitmqctl_json(*args: str) -> Any:
         timeout=60,
     ).stdout
     return json.loads(output or b"[]")
+
+
+def connection_names() -> List[str]:
+    """The client-provided names of the broker's connections."""
+    return [
+        prop[2]
+        for connection in rabbitmqctl_json("list_connections", "client_properties")
+        for prop in connection.get("client_properties") or []
+        if prop[0] == "connection_name"
+    ]
 
 
 def close_connection_named(name: str) -> None:

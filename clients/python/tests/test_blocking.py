@@ -16,6 +16,7 @@ from conftest import (
     Worker,
     by_number,
     close_connection_named,
+    connection_names,
 )
 from helpers import check_reply, mixed_requests
 
@@ -171,3 +172,28 @@ def test_closing_the_client_fails_waiting_calls(silent_prefix: str) -> None:
     assert len(outcome) == 1 and isinstance(outcome[0], tac.TucanoConnectionError), outcome
     assert "closed" in str(outcome[0])
     client.close()  # twice is harmless
+
+
+def test_a_fault_inside_the_io_thread_fails_the_calls_instead_of_leaving_them_hanging(
+    worker: Worker,
+) -> None:
+    client = tac.Client(AMQP_URL, queue_prefix=worker.prefix)
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("injected fault")
+
+    client._channel.basic_publish = broken  # called on the I/O thread
+    try:
+        for _ in range(2):
+            began = time.monotonic()
+            with pytest.raises(tac.TucanoConnectionError, match="injected fault"):
+                client.authenticate(by_number("S0000000329"), timeout=20)
+            assert time.monotonic() - began < 5
+        assert client.in_flight == 0
+        # ... and closes its connection rather than leave it to the heartbeat.
+        deadline = time.monotonic() + 20
+        while client.connection_name in connection_names():
+            assert time.monotonic() < deadline, "the connection is still open"
+            time.sleep(0.2)
+    finally:
+        client.close()

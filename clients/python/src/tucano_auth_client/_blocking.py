@@ -204,8 +204,16 @@ class Client:
                     on_open_error_callback=self._on_open_error,
                     on_close_callback=self._on_closed,
                 )
-                self._connection.ioloop.start()  # until the connection ends
-                self._connection.ioloop.close()
+                try:
+                    self._connection.ioloop.start()  # until the connection ends
+                except Exception as err:
+                    if not self._open:
+                        raise
+                    # A fault inside pika's loop once serving: no reply can come now.
+                    self._fail_all(f"connection lost: {describe(err)}")
+                    self._close_after_fault()
+                finally:
+                    self._connection.ioloop.close()
             except Exception as err:  # a URL pika cannot read, a socket error
                 self._open_error = err
             if self._open:
@@ -214,6 +222,16 @@ class Client:
         self._failure = connection_error(failures)
         self._fail_all(str(self._failure))
         self._ready.set()
+
+    def _close_after_fault(self) -> None:
+        """Closes the connection properly, so the broker does not keep it until the
+        heartbeat times out."""
+        try:
+            if self._connection.is_open:
+                self._connection.close()
+                self._connection.ioloop.start()  # until _on_closed stops it
+        except Exception:
+            pass  # the socket is gone already
 
     def _on_open(self, connection: Any) -> None:
         connection.channel(on_open_callback=self._on_channel_open)

@@ -1,5 +1,5 @@
-"""What the blocking and the asyncio clients share: the node list, TLS, the request's
-properties, trace-context injection, and the table of calls waiting for replies.
+"""What the blocking and the asyncio clients share: the node list, TLS, the connection's
+name, the request's body and queue, correlation ids, and trace-context injection.
 
 The wire protocol is the repository's ``docs/protocol.md``: requests go to the default
 exchange with routing key ``PREFIX.authenticate`` (or ``PREFIX.authenticate.batch``),
