@@ -62,12 +62,27 @@ def test_a_thousand_concurrent_calls_on_one_connection_each_get_their_own_reply(
 
     async def scenario() -> List[Any]:
         async with await tac.AsyncClient.connect(AMQP_URL, queue_prefix=worker.prefix) as client:
+            peak = 0
+
+            async def watch() -> None:
+                nonlocal peak
+                while True:
+                    peak = max(peak, client.in_flight)
+                    await asyncio.sleep(0.001)
+
+            watcher = asyncio.ensure_future(watch())
             began = time.monotonic()
-            replies = await asyncio.gather(
-                *(client.authenticate(request, timeout=60) for request, _ in requests)
-            )
-            print(f"{CALLS} concurrent calls on one connection: {time.monotonic() - began:.2f} s")
+            try:
+                replies = await asyncio.gather(
+                    *(client.authenticate(request, timeout=60) for request, _ in requests)
+                )
+            finally:
+                watcher.cancel()
+            took = time.monotonic() - began
             assert client.in_flight == 0
+            # They did wait at the same time, not one after the other.
+            assert peak >= 100, peak
+            print(f"{CALLS} calls on one connection: {took:.2f} s, {peak} waiting at once")
             return replies
 
     replies = asyncio.run(scenario())

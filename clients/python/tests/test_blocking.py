@@ -74,15 +74,31 @@ def test_a_thousand_concurrent_calls_on_one_connection_each_get_their_own_reply(
             start.wait()
             return client.authenticate(requests[i][0], timeout=60)
 
+        peak = 0
+        finished = threading.Event()
+
+        def watch() -> None:
+            nonlocal peak
+            while not finished.wait(0.001):
+                peak = max(peak, client.in_flight)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
         began = time.monotonic()
-        with ThreadPoolExecutor(max_workers=CALLS) as pool:
-            replies = list(pool.map(call, range(CALLS)))
+        try:
+            with ThreadPoolExecutor(max_workers=CALLS) as pool:
+                replies = list(pool.map(call, range(CALLS)))
+        finally:
+            finished.set()
+            watcher.join()
         took = time.monotonic() - began
         assert client.in_flight == 0
     assert len(replies) == CALLS
     for reply, (_request, expected) in zip(replies, requests):
         check_reply(reply, expected)
-    print(f"{CALLS} concurrent calls from {CALLS} threads on one connection: {took:.2f} s")
+    # They did wait at the same time, not one after the other.
+    assert peak >= 100, peak
+    print(f"{CALLS} calls from {CALLS} threads on one connection: {took:.2f} s, {peak} waiting at once")
 
 
 def test_a_call_whose_reply_never_comes_times_out_and_leaves_nothing_pending(
