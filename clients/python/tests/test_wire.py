@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
+import random
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from typing import Any, Iterator, List, Tuple
 import pytest
 
 import tucano_auth_client as tac
+import tucano_auth_client._common as tucano_common
 from conftest import AMQP_URL, DEMO_SUBSCRIPTIONS, REPO, Worker, broker, by_number, delete_queues
 from helpers import OK_BODY, answer_once, check_reply
 from tls_proxy import Pki, TlsProxy
@@ -255,6 +257,24 @@ def test_a_node_list_whose_first_node_refuses_connects_through_the_other(
     for _ in range(10):
         reply = connect_and_call(kind, f"{REFUSING}, {AMQP_URL}", worker.prefix)
         check_reply(reply, DEMO_SUBSCRIPTIONS["S0000000329"])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_client_that_starts_at_the_refusing_node_moves_on_to_the_next(
+    kind: str, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The random start made to pick the first node, the one that refuses.
+    monkeypatch.setattr(random, "randrange", lambda _n: 0)
+    assert tucano_common.nodes_in_order(f"{REFUSING}, {AMQP_URL}") == [REFUSING, AMQP_URL]
+    reply = connect_and_call(kind, f"{REFUSING}, {AMQP_URL}", worker.prefix)
+    check_reply(reply, DEMO_SUBSCRIPTIONS["S0000000329"])
+
+
+def test_the_start_of_a_node_list_is_random() -> None:
+    nodes = "amqp://a, amqp://b ,amqp://c,,"
+    firsts = {tucano_common.nodes_in_order(nodes)[0] for _ in range(200)}
+    assert firsts == {"amqp://a", "amqp://b", "amqp://c"}
+    assert sorted(tucano_common.nodes_in_order(nodes)) == ["amqp://a", "amqp://b", "amqp://c"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
