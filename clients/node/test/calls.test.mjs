@@ -1,0 +1,218 @@
+// Calls against the real worker: many at once over one connection, a worker that
+// never answers, a connection the broker closes, a node list, and hostile arguments.
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import amqp from "amqplib";
+
+import { connect, TucanoConnectionError, TucanoError, TucanoTimeout } from "../index.js";
+import { AMQP_URL, DEMO, StandIn, Worker, closeFromBroker, deletePrefix, unique } from "./worker.mjs";
+
+/** @type {Worker} */
+let worker;
+before(async () => {
+  worker = await Worker.start("calls");
+});
+after(async () => {
+  await worker?.cleanup();
+});
+
+const byNumber = (number) => ({ token: DEMO.token, subscription_identifier: { number } });
+
+test("a thousand concurrent calls over one connection each get their own reply", async (t) => {
+  const name = unique("thousand");
+  const client = await connect(AMQP_URL, { queuePrefix: worker.prefix, connectionName: name });
+  try {
+    const numbers = Object.keys(DEMO.subscriptions);
+    // Three in four name a demo subscription (three different ids); the fourth names a
+    // subscription that does not exist, whose NOT_FOUND message names the number: so
+    // every reply shows whose request it answers.
+    const requests = Array.from({ length: 1000 }, (_, i) => (i % 4 === 3 ? `SX${i}` : numbers[i % 3]));
+    const started = Date.now();
+    const calls = requests.map((number) => client.authenticate(byNumber(number), { timeout: 60_000 }));
+    assert.equal(client.inFlight, 1000);
+    const replies = await Promise.all(calls);
+    t.diagnostic(`1000 calls answered in ${Date.now() - started} ms`);
+    replies.forEach((reply, i) => {
+      const number = requests[i];
+      if (number in DEMO.subscriptions) {
+        assert.equal(reply.code, "OK", `call ${i}: ${reply.message}`);
+        assert.equal(reply.subscriptionId, DEMO.subscriptions[number], `call ${i}`);
+        assert.match(reply.jwt, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+      } else {
+        assert.equal(reply.code, "NOT_FOUND", `call ${i}`);
+        assert.equal(reply.message, `subscription with number ${number} not found`, `call ${i}`);
+        assert.equal(reply.subscriptionId, null);
+      }
+    });
+    assert.equal(client.inFlight, 0);
+    const { stdout } = await import("node:child_process").then(({ execFileSync }) => ({
+      stdout: execFileSync("rabbitmqctl", ["-q", "list_connections", "client_properties"], { encoding: "utf8" }),
+    }));
+    assert.equal(stdout.split("\n").filter((line) => line.includes(`"${name}"`)).length, 1, "one connection");
+  } finally {
+    await client.close();
+  }
+});
+
+test("a call the stopped worker never answers times out within the timeout plus 1 s and leaves nothing pending", async () => {
+  const stopped = await Worker.start("stopped");
+  try {
+    await stopped.stop();
+    const client = await connect(AMQP_URL, { queuePrefix: stopped.prefix });
+    try {
+      const started = Date.now();
+      await assert.rejects(client.authenticate(byNumber("S0000000329"), { timeout: 2000 }), (err) => {
+        assert.ok(err instanceof TucanoTimeout && err instanceof TucanoError, String(err));
+        assert.equal(err.message, "no reply within 2000 ms");
+        return true;
+      });
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed >= 1990 && elapsed <= 3000, `timed out after ${elapsed} ms`);
+      assert.equal(client.inFlight, 0);
+    } finally {
+      await client.close();
+    }
+  } finally {
+    await stopped.cleanup();
+  }
+});
+
+test("a connection closed by the broker fails every pending call at once, and a new client works", async (t) => {
+  const silent = await StandIn.start(() => null);
+  const name = unique("dropped");
+  const client = await connect(AMQP_URL, { queuePrefix: silent.prefix, connectionName: name });
+  try {
+    const settled = [];
+    const calls = Array.from({ length: 100 }, (_, i) =>
+      client.authenticate(byNumber(`S${i}`), { timeout: 30_000 }).then(
+        () => assert.fail("a reply came"),
+        (err) => {
+          settled.push(Date.now());
+          return err;
+        },
+      ),
+    );
+    // Mid-call: every request has reached the (silent) worker.
+    const { waitFor } = await import("./worker.mjs");
+    await waitFor("100 requests delivered", () => silent.requests.length === 100, 20_000);
+    const closing = Date.now();
+    await closeFromBroker(name);
+    const errors = await Promise.all(calls);
+    for (const err of errors) {
+      assert.ok(err instanceof TucanoConnectionError, String(err));
+      assert.match(err.message, /connection lost/);
+    }
+    const spread = Math.max(...settled) - Math.min(...settled);
+    t.diagnostic(`100 calls failed ${Math.max(...settled) - closing} ms after rabbitmqctl close_connection started, within ${spread} ms of each other`);
+    assert.ok(spread <= 1000, `failed over ${spread} ms`);
+    assert.equal(client.inFlight, 0);
+    // The lost client refuses at once; a new one works.
+    await assert.rejects(client.authenticate(byNumber("S0000000329")), TucanoConnectionError);
+    const fresh = await connect(AMQP_URL, { queuePrefix: worker.prefix });
+    try {
+      const reply = await fresh.authenticate(byNumber("S0000000329"));
+      assert.equal(reply.subscriptionId, DEMO.subscriptions.S0000000329);
+    } finally {
+      await fresh.close();
+    }
+  } finally {
+    await client.close();
+    await silent.close();
+  }
+});
+
+test("a node list whose first node refuses connects through the second", async () => {
+  // Port 1 refuses; the list is tried from a random start, so either order comes up.
+  const list = `amqp://guest:guest@127.0.0.1:1/%2f, ${AMQP_URL}`;
+  for (let round = 0; round < 6; round += 1) {
+    const client = await connect(list, { queuePrefix: worker.prefix });
+    try {
+      assert.equal((await client.authenticate(byNumber("S0000000331"))).subscriptionId, DEMO.subscriptions.S0000000331);
+    } finally {
+      await client.close();
+    }
+  }
+  await assert.rejects(connect("amqp://guest:s3cret@127.0.0.1:1/%2f,amqp://guest:s3cret@127.0.0.1:2/%2f"), (err) => {
+    assert.ok(err instanceof TucanoConnectionError);
+    assert.match(err.message, /^no node of the URL answered \(.*amqp:\/\/127\.0\.0\.1:1\/%2f: connect ECONNREFUSED/);
+    assert.match(err.message, /amqp:\/\/127\.0\.0\.1:2\/%2f: connect ECONNREFUSED/);
+    assert.doesNotMatch(err.message, /s3cret/);
+    return true;
+  });
+  await assert.rejects(connect(" , "), /names no node/);
+});
+
+test("batch: true sends to the batch queue", async () => {
+  const client = await connect(AMQP_URL, { queuePrefix: worker.prefix });
+  try {
+    const reply = await client.authenticate(byNumber("S0000000330"), { batch: true });
+    assert.equal(reply.subscriptionId, DEMO.subscriptions.S0000000330);
+  } finally {
+    await client.close();
+  }
+});
+
+test("no worker under the prefix rejects at once, naming the queue", async () => {
+  const client = await connect(AMQP_URL, { queuePrefix: unique("nobody") });
+  try {
+    const started = Date.now();
+    await assert.rejects(client.authenticate(byNumber("S1"), { timeout: 20_000 }), (err) => {
+      assert.ok(err instanceof TucanoConnectionError);
+      assert.match(err.message, /^queue tnode_nobody_\w+\.authenticate does not exist/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 10_000);
+    assert.equal(client.inFlight, 0);
+  } finally {
+    await client.close();
+  }
+});
+
+test("hostile arguments are refused before anything is sent, and hostile requests get the worker's answer", async () => {
+  const client = await connect(AMQP_URL, { queuePrefix: worker.prefix });
+  try {
+    for (const timeout of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, "10", 2 ** 31]) {
+      await assert.rejects(client.authenticate(byNumber("S1"), { timeout }), RangeError, `timeout ${timeout}`);
+    }
+    const cyclic = { token: DEMO.token };
+    cyclic.self = cyclic;
+    await assert.rejects(client.authenticate(cyclic), TypeError);
+    await assert.rejects(client.authenticate({ token: 1n }), TypeError);
+    assert.equal(client.inFlight, 0);
+    // The worker judges what the client cannot: too large, not JSON, not an object.
+    const huge = { token: DEMO.token, subscription_identifier: { number: "S".repeat(70_000) } };
+    for (const request of [huge, "not json", "[]", '{"token":"\\ud800"}']) {
+      const reply = await client.authenticate(request);
+      assert.ok(!reply.ok && reply.message !== "", `${String(request).slice(0, 20)}: ${reply.code}`);
+    }
+    assert.equal((await client.authenticate(JSON.stringify(byNumber("S0000000329")))).code, "OK");
+  } finally {
+    await client.close();
+  }
+  await assert.rejects(connect(AMQP_URL, { clientCert: "/nonexistent.pem" }), TypeError);
+  await assert.rejects(connect(AMQP_URL, { caFile: "/nonexistent/ca.pem" }), (err) => {
+    assert.ok(err instanceof TucanoConnectionError);
+    assert.match(err.message, /cannot read the CA file \/nonexistent\/ca.pem/);
+    return true;
+  });
+  await assert.rejects(connect(AMQP_URL, { queuePrefix: "" }), TypeError);
+});
+
+test("close ends every pending call and leaves no timer keeping the process alive", async () => {
+  const silent = await StandIn.start(() => null);
+  try {
+    const { spawnSync } = await import("node:child_process");
+    const started = Date.now();
+    const child = spawnSync(process.execPath, [new URL("fixtures/close-exits.mjs", import.meta.url).pathname, AMQP_URL, silent.prefix], {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    assert.equal(child.status, 0, child.stderr);
+    assert.equal(child.stdout.trim(), "10 calls rejected with TucanoConnectionError: the client was closed; 0 in flight");
+    // The calls had 10-minute timeouts: the process ended long before any of them.
+    assert.ok(Date.now() - started < 30_000);
+  } finally {
+    await silent.close();
+  }
+});
