@@ -6,7 +6,7 @@ import { after, before, test } from "node:test";
 import amqp from "amqplib";
 
 import { connect, TucanoConnectionError, TucanoError, TucanoTimeout } from "../index.js";
-import { AMQP_URL, DEMO, StandIn, Worker, closeFromBroker, deletePrefix, unique } from "./worker.mjs";
+import { AMQP_URL, DEMO, StandIn, Worker, closeFromBroker, connectionsNamed, runNode, unique, waitFor } from "./worker.mjs";
 
 /** @type {Worker} */
 let worker;
@@ -46,10 +46,7 @@ test("a thousand concurrent calls over one connection each get their own reply",
       }
     });
     assert.equal(client.inFlight, 0);
-    const { stdout } = await import("node:child_process").then(({ execFileSync }) => ({
-      stdout: execFileSync("rabbitmqctl", ["-q", "list_connections", "client_properties"], { encoding: "utf8" }),
-    }));
-    assert.equal(stdout.split("\n").filter((line) => line.includes(`"${name}"`)).length, 1, "one connection");
+    assert.equal(await connectionsNamed(name), 1, "one connection");
   } finally {
     await client.close();
   }
@@ -94,7 +91,6 @@ test("a connection closed by the broker fails every pending call at once, and a 
       ),
     );
     // Mid-call: every request has reached the (silent) worker.
-    const { waitFor } = await import("./worker.mjs");
     await waitFor("100 requests delivered", () => silent.requests.length === 100, 20_000);
     const closing = Date.now();
     await closeFromBroker(name);
@@ -202,15 +198,12 @@ test("hostile arguments are refused before anything is sent, and hostile request
 test("close ends every pending call and leaves no timer keeping the process alive", async () => {
   const silent = await StandIn.start(() => null);
   try {
-    const { spawnSync } = await import("node:child_process");
     const started = Date.now();
-    const child = spawnSync(process.execPath, [new URL("fixtures/close-exits.mjs", import.meta.url).pathname, AMQP_URL, silent.prefix], {
-      encoding: "utf8",
-      timeout: 30_000,
-    });
+    const child = await runNode([new URL("fixtures/close-exits.mjs", import.meta.url).pathname, AMQP_URL, silent.prefix]);
     assert.equal(child.status, 0, child.stderr);
     assert.equal(child.stdout.trim(), "10 calls rejected with TucanoConnectionError: the client was closed; 0 in flight");
-    // The calls had 10-minute timeouts: the process ended long before any of them.
+    // The calls had 10-minute timeouts: the process ended long before any of them
+    // (runNode kills it at 30 s, which would fail the status check above).
     assert.ok(Date.now() - started < 30_000);
   } finally {
     await silent.close();

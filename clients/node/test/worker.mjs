@@ -168,17 +168,43 @@ export class StandIn {
   }
 }
 
-/** The broker's id (pid) of the connection whose client property connection_name is `name`. */
-export async function brokerConnection(name) {
+/** The broker's ids (pids) of the connections whose client property connection_name is `name`. */
+async function brokerConnections(name) {
   const { stdout } = await run("rabbitmqctl", ["-q", "list_connections", "pid", "client_properties"]);
-  const line = stdout.split("\n").find((l) => l.includes(`"${name}"`));
-  if (line === undefined) return null;
-  return line.split("\t")[0];
+  return stdout
+    .split("\n")
+    .filter((line) => line.includes(`{"connection_name","${name}"}`))
+    .map((line) => line.split("\t")[0]);
+}
+
+/** How many connections named `name` the broker has. */
+export async function connectionsNamed(name) {
+  return (await brokerConnections(name)).length;
 }
 
 /** Closes, from the broker's side, the connection named `name` by its client. */
 export async function closeFromBroker(name) {
   let pid = null;
-  await waitFor(`connection ${name} listed`, async () => (pid = await brokerConnection(name)) !== null, 20_000);
+  await waitFor(`connection ${name} listed`, async () => (pid = (await brokerConnections(name))[0] ?? null) !== null, 20_000);
   await run("rabbitmqctl", ["-q", "close_connection", pid, "closed by the test"]);
+}
+
+/**
+ * Runs `node ...args` in a process of its own, without blocking this one (a stand-in
+ * worker here must go on answering); kills it after 30 s.
+ * @returns {Promise<{ status: number | null, stdout: string, stderr: string }>}
+ */
+export function runNode(args) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => (stdout += chunk));
+    child.stderr.on("data", (chunk) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    child.on("close", (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
 }
