@@ -108,7 +108,7 @@ test("a client certificate is sent when the broker asks for one", async () => {
     }
     await assert.rejects(connect(url, { queuePrefix: worker.prefix, caFile: pem("ca.pem") }), (err) => {
       assert.ok(err instanceof TucanoConnectionError, String(err));
-      
+      assert.match(err.message, /certificate required/);
       return true;
     });
   } finally {
