@@ -55,7 +55,13 @@ async function consumers(connection, queue) {
 export class Worker {
   static async start(label) {
     const worker = new Worker(unique(label));
-    await worker.#spawn();
+    try {
+      await worker.#spawn();
+    } catch (err) {
+      // A worker that died while starting may have made its database already.
+      await worker.cleanup().catch(() => {});
+      throw err;
+    }
     return worker;
   }
 
@@ -81,13 +87,20 @@ export class Worker {
     this.child.stderr.on("data", (chunk) => {
       this.stderr = (this.stderr + chunk).slice(-4000);
     });
-    this.exited = new Promise((resolve) => this.child.once("exit", (code, signal) => resolve({ code, signal })));
-    let gone = false;
-    this.exited.then(() => (gone = true));
+    this.exited = new Promise((resolve) => {
+      this.child.once("exit", (code, signal) => resolve({ code, signal }));
+      // No such binary: 'error' and no 'exit'.
+      this.child.once("error", (error) => resolve({ error }));
+    });
+    let gone = null;
+    this.exited.then((how) => (gone = how));
     const connection = await amqp.connect(AMQP_URL);
     try {
       await waitFor(`the worker ${this.prefix} consuming`, async () => {
-        if (gone) throw new Error(`the worker ${BINARY} exited: ${this.stderr}`);
+        if (gone) {
+          const why = gone.error ? gone.error.message : `status ${gone.code ?? gone.signal}: ${this.stderr}`;
+          throw new Error(`the worker ${BINARY} did not start (set TUCANO_AUTH_BIN, or cargo build): ${why}`);
+        }
         return ((await consumers(connection, `${this.prefix}.authenticate`)) ?? 0) > 0;
       });
     } finally {
@@ -97,7 +110,7 @@ export class Worker {
 
   /** SIGTERM, and waits up to 40 s for the worker to drain and exit. */
   async stop() {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    if (this.child.exitCode !== null || this.child.signalCode !== null || this.child.pid === undefined) return;
     this.child.kill("SIGTERM");
     const timer = setTimeout(() => this.child.kill("SIGKILL"), 40_000);
     await this.exited;
