@@ -137,6 +137,12 @@ test("a node list whose first node refuses connects through the second", async (
     return true;
   });
   await assert.rejects(connect(" , "), /names no node/);
+  // A URL amqplib cannot read is not echoed either.
+  await assert.rejects(connect("guest:s3cret@127.0.0.1"), (err) => {
+    assert.match(err.message, /<unparsable URL>/);
+    assert.doesNotMatch(err.message, /s3cret/);
+    return true;
+  });
 });
 
 test("batch: true sends to the batch queue", async () => {
