@@ -8,7 +8,7 @@ import { inspect } from "node:util";
 import { test } from "node:test";
 
 import { connect, TucanoBadReply, TucanoError } from "../index.js";
-import { AMQP_URL, StandIn } from "./worker.mjs";
+import { AMQP_URL, StandIn, waitFor } from "./worker.mjs";
 
 const JWT = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyaWQiOiJTMSJ9.c2lnbmF0dXJlc2VjcmV0";
 const ok = (data, status = {}) => JSON.stringify({ data, status: { code: "OK", description: "", message: "", ...status } });
@@ -52,6 +52,29 @@ test("a reply that does not match the reply schema rejects with TucanoBadReply",
     // Bad replies cost the connection nothing: the next call works.
     assert.equal((await client.authenticate({ token: "good", subscription_identifier: { number: "S1" } })).ok, true);
     assert.equal(client.inFlight, 0);
+  } finally {
+    await client.close();
+    await standIn.close();
+  }
+});
+
+test("replies are matched by correlation id: a stray or unlabelled one is dropped", async () => {
+  const standIn = await StandIn.start(() => null);
+  const client = await connect(AMQP_URL, { queuePrefix: standIn.prefix });
+  try {
+    const call = client.authenticate({ token: "T", subscription_identifier: { number: "S1" } }, { timeout: 20_000 });
+    await waitFor("the request", () => standIn.requests.length === 1, 10_000);
+    const { replyTo, correlationId } = standIn.requests[0].properties;
+    const channel = await standIn.connection.createChannel();
+    const notFound = (message) =>
+      Buffer.from(JSON.stringify({ data: null, status: { code: "NOT_FOUND", description: "d", message } }));
+    channel.publish("", replyTo, notFound("stray"), { correlationId: `${correlationId}x` });
+    channel.publish("", replyTo, notFound("unlabelled"), {});
+    channel.publish("", replyTo, Buffer.from("not even JSON"), { correlationId: "someone-else" });
+    channel.publish("", replyTo, notFound("mine"), { correlationId });
+    assert.equal((await call).message, "mine");
+    assert.equal(client.inFlight, 0);
+    await channel.close();
   } finally {
     await client.close();
     await standIn.close();
