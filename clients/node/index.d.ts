@@ -1,5 +1,6 @@
-// Type declarations of @tucano/auth-client (hand-written; test/types.ts holds them to
-// the implementation's use under `tsc --strict`).
+// Type declarations of @tucano/auth-client, hand-written. Under `tsc --strict` (npm run
+// check), test/conformance.ts holds them to the JavaScript's own JSDoc types, and
+// test/types.ts to the intended use.
 
 /** Options of `connect`. */
 export interface ConnectOptions {
@@ -75,7 +76,9 @@ export class Reply {
 }
 
 /** Base class of every error a call or `connect` rejects with. */
-export class TucanoError extends Error {}
+export class TucanoError extends Error {
+  constructor(message: string);
+}
 /** No reply within the call's timeout. */
 export class TucanoTimeout extends TucanoError {}
 /** The broker unreachable or refusing, no queue under the prefix, or the connection lost. */

@@ -37,8 +37,8 @@ export class Reply {
    *           status: { code: string, description: string, message: string } }} envelope
    */
   constructor(envelope) {
-    /** The status code, e.g. "OK" or "NOT_FOUND". */
-    this.code = envelope.status.code;
+    /** The status code, e.g. "OK" or "NOT_FOUND" (the schema check admits only the listed ones). */
+    this.code = /** @type {import("../index.js").StatusCode} */ (envelope.status.code);
     /** Whether the code is "OK". */
     this.ok = this.code === "OK";
     /** The subscription's id (32 upper-case hex digits) on OK, else null. */
