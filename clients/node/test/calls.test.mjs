@@ -17,6 +17,9 @@ after(async () => {
   await worker?.cleanup();
 });
 
+/** The timers alive in this process now. */
+const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === "Timeout").length;
+
 const byNumber = (number) => ({ token: DEMO.token, subscription_identifier: { number } });
 
 test("a thousand concurrent calls over one connection each get their own reply", async (t) => {
@@ -28,9 +31,11 @@ test("a thousand concurrent calls over one connection each get their own reply",
     // subscription that does not exist, whose NOT_FOUND message names the number: so
     // every reply shows whose request it answers.
     const requests = Array.from({ length: 1000 }, (_, i) => (i % 4 === 3 ? `SX${i}` : numbers[i % 3]));
+    const timersBefore = timers();
     const started = Date.now();
     const calls = requests.map((number) => client.authenticate(byNumber(number), { timeout: 60_000 }));
     assert.equal(client.inFlight, 1000);
+    assert.equal(timers(), timersBefore + 1000, "a timeout timer per call");
     const replies = await Promise.all(calls);
     t.diagnostic(`1000 calls answered in ${Date.now() - started} ms`);
     replies.forEach((reply, i) => {
@@ -46,6 +51,7 @@ test("a thousand concurrent calls over one connection each get their own reply",
       }
     });
     assert.equal(client.inFlight, 0);
+    assert.equal(timers(), timersBefore, "every call's timer cleared by its reply");
     assert.equal(await connectionsNamed(name), 1, "one connection");
   } finally {
     await client.close();
