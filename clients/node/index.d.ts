@@ -90,10 +90,11 @@ export class TucanoBadReply extends TucanoError {}
 export class TucanoClient {
   private constructor();
   /**
-   * Sends one request and waits for its reply. A status other than OK resolves (see
-   * `Reply.code`); no reply at all rejects with a TucanoError.
+   * Sends one request and waits for its reply. The request is an object (written as
+   * JSON), or JSON text or bytes sent as they are. A status other than OK resolves
+   * (see `Reply.code`); no reply at all rejects with a TucanoError.
    */
-  authenticate(request: AuthenticateRequest | string, options?: AuthenticateOptions): Promise<Reply>;
+  authenticate(request: AuthenticateRequest | string | Uint8Array, options?: AuthenticateOptions): Promise<Reply>;
   /** How many calls are waiting for their reply now. */
   readonly inFlight: number;
   /** Closes the connection; calls still waiting reject with TucanoConnectionError. */

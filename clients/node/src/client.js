@@ -164,7 +164,7 @@ export class TucanoClient {
 
   /**
    * Sends one request to the worker and waits for its reply.
-   * @param {object | string} request a request body (docs/protocol.md section 3), as an object or JSON text
+   * @param {object | string | Uint8Array} request a request body (docs/protocol.md section 3): an object, or JSON text or bytes sent as they are
    * @param {{ timeout?: number, batch?: boolean }} [options] timeout in milliseconds (default 10000); batch: the batch queue
    * @returns {Promise<import("./reply.js").Reply>}
    */
@@ -175,7 +175,10 @@ export class TucanoClient {
     }
     let body;
     try {
-      body = Buffer.from(typeof request === "string" ? request : JSON.stringify(request), "utf8");
+      body =
+        request instanceof Uint8Array
+          ? Buffer.from(request)
+          : Buffer.from(typeof request === "string" ? request : JSON.stringify(request), "utf8");
     } catch (err) {
       return Promise.reject(new TypeError(`the request cannot be written as JSON: ${describe(err)}`));
     }

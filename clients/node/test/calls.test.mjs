@@ -202,6 +202,8 @@ test("hostile arguments are refused before anything is sent, and hostile request
       assert.ok(!reply.ok && reply.message !== "", `${String(request).slice(0, 20)}: ${reply.code}`);
     }
     assert.equal((await client.authenticate(JSON.stringify(byNumber("S0000000329")))).code, "OK");
+    assert.equal((await client.authenticate(Buffer.from(JSON.stringify(byNumber("S0000000330"))))).code, "OK");
+    assert.equal((await client.authenticate(new Uint8Array([0xff, 0xfe]))).code, "INVALID_REQUEST");
   } finally {
     await client.close();
   }
