@@ -131,8 +131,15 @@ export class TucanoClient {
     // Without an 'error' listener an emitter's error would crash the caller's process.
     this.#connection.on("error", lost);
     this.#connection.on("close", lost);
-    this.#channel.on("error", lost);
-    this.#channel.on("close", () => lost(new Error("the channel was closed")));
+    // The client cannot work without its channel: a channel closed by the broker
+    // (the connection still open) ends the client too, connection included, so that
+    // nothing is left open behind a client that only rejects.
+    const channelLost = (/** @type {unknown} */ err) => {
+      lost(err ?? new Error("the channel was closed"));
+      this.#connection.close().catch(() => {});
+    };
+    this.#channel.on("error", channelLost);
+    this.#channel.on("close", () => channelLost(null));
     // A mandatory request that no queue takes comes back before its confirm.
     this.#channel.on("return", (/** @type {import("amqplib").Message} */ message) => {
       const queue = message.fields.routingKey;
@@ -227,8 +234,8 @@ export class TucanoClient {
    * @returns {Promise<void>}
    */
   async close() {
-    if (this.#closed !== null) return;
     this.#fail("the client was closed");
+    // Already closed (by an earlier close, or by the broker): amqplib refuses, harmlessly.
     await this.#connection.close().catch(() => {});
   }
 
