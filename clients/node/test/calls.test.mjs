@@ -2,8 +2,8 @@
 // never answers, a connection the broker closes, a node list, and hostile arguments.
 
 import assert from "node:assert/strict";
+import net from "node:net";
 import { after, before, test } from "node:test";
-import amqp from "amqplib";
 
 import { connect, TucanoConnectionError, TucanoError, TucanoTimeout } from "../index.js";
 import { AMQP_URL, DEMO, StandIn, Worker, closeFromBroker, connectionsNamed, runNode, unique, waitFor } from "./worker.mjs";
@@ -157,6 +157,33 @@ test("a node list whose first node refuses connects through the second", async (
     assert.doesNotMatch(err.message, /s3cret/);
     return true;
   });
+});
+
+test("a node that accepts the connection and then says nothing is left after 10 s for the next", async (t) => {
+  const sockets = [];
+  const silent = net.createServer((socket) => sockets.push(socket));
+  await new Promise((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  const random = Math.random;
+  Math.random = () => 0;
+  try {
+    const started = Date.now();
+    const client = await connect(`amqp://guest:guest@127.0.0.1:${silent.address().port}/%2f,${AMQP_URL}`, {
+      queuePrefix: worker.prefix,
+    });
+    const elapsed = Date.now() - started;
+    t.diagnostic(`connected through the second node after ${elapsed} ms`);
+    try {
+      assert.ok(sockets.length === 1, "the silent node was tried first");
+      assert.ok(elapsed >= 9_900 && elapsed <= 15_000, `after ${elapsed} ms`);
+      assert.equal((await client.authenticate(byNumber("S0000000329"))).ok, true);
+    } finally {
+      await client.close();
+    }
+  } finally {
+    Math.random = random;
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+  }
 });
 
 test("batch: true sends to the batch queue", async () => {
