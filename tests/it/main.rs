@@ -17,6 +17,7 @@ mod hostile;
 mod import;
 mod jwt;
 mod keys;
+mod kubernetes;
 mod lockout;
 mod nodes;
 mod observe;
