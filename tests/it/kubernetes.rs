@@ -38,7 +38,7 @@ fn render(overlay: &str) -> Vec<Value> {
         .args(["kustomize", overlay])
         .output()
         .unwrap_or_else(|err| {
-            panic!("cannot run `{kubectl} kustomize` ({err}): install kubectl (Debian's kubernetes-client) or set KUBECTL")
+            panic!("cannot run `{kubectl} kustomize` ({err}): install kubectl (1.27 or later: kustomize v5) or set KUBECTL")
         });
     assert!(
         output.status.success(),
