@@ -5,7 +5,11 @@
 //! environment is cleared first). What a cluster would supply comes from the test:
 //! the Secrets' values (this machine's broker and database, a fresh database and a
 //! RabbitMQ virtual host of its own), and the mounted Secret volume, written to a
-//! temporary directory that replaces the mount path in the variables that name it.
+//! temporary directory that replaces the mount path in the variables that name it,
+//! with the volume's mode and group. Run as root (as CI does), the processes take the
+//! user and groups of the manifests' securityContext, so the Secret files must be
+//! readable the way the manifests mount them, and with readOnlyRootFilesystem they
+//! see the machine's file system read-only.
 //!
 //! So a manifest that names a variable the binary does not read as intended, a
 //! probe on a path it does not serve, a grace period shorter than the drain, or a
@@ -82,6 +86,19 @@ struct Container {
     mounts: Vec<(String, PathBuf)>,
     spec: Value,
     pod: Value,
+    /// The user, group and supplementary group (fsGroup) of the securityContext, when
+    /// the test runs as root and can take them on.
+    user: Option<(u64, u64, Option<u64>)>,
+}
+
+/// Whether this process runs as root (and so can run the pods' processes as their users).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2).map(|uid| uid == "0"))
+        .unwrap_or(false)
 }
 
 impl Container {
@@ -108,6 +125,25 @@ impl Container {
             .iter()
             .map(|a| str_of(a, "an argument").to_owned())
             .collect();
+
+        // The container's securityContext wins over the pod's, as in the kubelet.
+        let context = |field: &str| {
+            spec["securityContext"][field]
+                .as_u64()
+                .or_else(|| pod["securityContext"][field].as_u64())
+        };
+        let user = if is_root() {
+            Some((
+                context("runAsUser").expect("runAsUser"),
+                context("runAsGroup").expect("runAsGroup"),
+                pod["securityContext"]["fsGroup"].as_u64(),
+            ))
+        } else {
+            eprintln!(
+                "not root: the pod's processes run as this user, not as their securityContext's"
+            );
+            None
+        };
 
         let mut mounts = Vec::new();
         for mount in spec["volumeMounts"].as_sequence().into_iter().flatten() {
@@ -139,8 +175,21 @@ impl Container {
                     .unwrap_or_else(|| {
                         panic!("the test has no value for Secret {secret_name} key {key}")
                     });
-                std::fs::write(here.join(str_of(&item["path"], "an item's path")), value)
-                    .expect("write a Secret file");
+                let file = here.join(str_of(&item["path"], "an item's path"));
+                std::fs::write(&file, value).expect("write a Secret file");
+                // As the kubelet leaves it: the volume's mode, owned by root and, with
+                // an fsGroup, that group.
+                let mode = item["mode"]
+                    .as_u64()
+                    .or_else(|| secret["defaultMode"].as_u64())
+                    .unwrap_or(0o644) as u32;
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))
+                    .expect("chmod a Secret file");
+                if let Some((_, _, Some(group))) = user {
+                    std::os::unix::fs::chown(&file, Some(0), Some(group as u32))
+                        .expect("chown a Secret file");
+                }
             }
             mounts.push((path, here));
         }
@@ -183,6 +232,7 @@ impl Container {
             mounts,
             spec,
             pod,
+            user,
         }
     }
 
@@ -193,9 +243,43 @@ impl Container {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The process: the binary, the arguments, this environment and no other.
+    /// The process: the binary, the arguments, this environment and no other; as
+    /// root, under the securityContext's user and groups (`setpriv`, from util-linux).
     fn command(&self) -> Command {
-        let mut command = Command::new(BIN);
+        let mut command = match self.user {
+            Some((uid, gid, fs_group)) => {
+                // readOnlyRootFilesystem: the machine's one disk file system, read-only
+                // in a mount namespace of the process's own (the rest of the machine
+                // keeps writing); then the user and groups. Each step execs the next,
+                // so the process id stays the worker's, for SIGTERM.
+                let read_only =
+                    self.spec["securityContext"]["readOnlyRootFilesystem"].as_bool() == Some(true);
+                let mut command = if read_only {
+                    let mut command = Command::new("/usr/bin/unshare");
+                    command.args([
+                        "--mount",
+                        "--propagation",
+                        "private",
+                        "--",
+                        "/bin/sh",
+                        "-c",
+                        r#"mount -o remount,bind,ro / && exec "$0" "$@""#,
+                        "/usr/bin/setpriv",
+                    ]);
+                    command
+                } else {
+                    Command::new("/usr/bin/setpriv")
+                };
+                command.args(["--reuid", &uid.to_string(), "--regid", &gid.to_string()]);
+                match fs_group {
+                    Some(group) => command.args(["--groups", &group.to_string()]),
+                    None => command.arg("--clear-groups"),
+                };
+                command.args(["--", BIN]);
+                command
+            }
+            None => Command::new(BIN),
+        };
         command.args(&self.args).env_clear().envs(self.env.clone());
         command
     }
@@ -526,6 +610,33 @@ async fn the_production_overlay_migrates_then_serves_under_the_read_only_role() 
     });
     if probes.is_err() {
         panic!("probes failed; the worker's log:\n{}", logged());
+    }
+
+    // The process really runs as the manifest says (when the test could arrange it).
+    if let Some((uid, _, _)) = worker.user {
+        let pid = child.0.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let uids = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .expect("Uid line");
+        assert!(
+            uids.split_whitespace()
+                .skip(1)
+                .all(|u| u == uid.to_string()),
+            "the worker runs as {uid}: {uids}"
+        );
+        let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+        let root = mounts
+            .lines()
+            .find(|l| l.split_whitespace().nth(4) == Some("/"))
+            .expect("the root mount");
+        assert!(
+            root.split_whitespace()
+                .nth(5)
+                .is_some_and(|o| o.split(',').any(|f| f == "ro")),
+            "the worker's root file system is read-only: {root}"
+        );
     }
 
     // 4. A request, answered from the read-only role's reads and signed with the key
