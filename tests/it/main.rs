@@ -18,6 +18,7 @@ mod hostile;
 mod import;
 mod jwt;
 mod keys;
+mod kubernetes;
 mod lockout;
 mod nodes;
 mod observe;
