@@ -14,6 +14,7 @@ mod faults;
 mod fixtures;
 mod helpers;
 mod hostile;
+mod http_bounds;
 mod import;
 mod jwt;
 mod keys;
