@@ -37,7 +37,7 @@ pub async fn run_reloading(
     shutdown: impl Future<Output = ()>,
     reloads: impl Stream<Item = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let keys = settings.jwt_keys.load()?;
+    let keys = settings.jwt_keys.load_off_thread().await?;
     if let Some(kid) = keys.signing_kid() {
         tracing::info!(kid, "signing JWTs with kid");
     }
