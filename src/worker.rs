@@ -50,7 +50,18 @@ pub async fn run_reloading(
     // Up first, so /healthz answers and /readyz says what is missing while the worker
     // waits for the database or the broker.
     let _observers = observe::start(settings.metrics_addr, &stats, Some(jwks)).await?;
-    let pool = store::prepare(&settings.database_url, settings.db_pool_size).await?;
+    // Polled from here on, so SIGTERM stops a worker that still waits for its database.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let prepared = tokio::select! {
+        prepared = store::wait_for("DATABASE_URL", &settings.database_url, || {
+            store::prepare(&settings.database_url, settings.db_pool_size)
+        }) => prepared,
+        () = &mut shutdown => {
+            stopped_waiting("DATABASE_URL");
+            return Ok(());
+        }
+    };
+    let pool = prepared?;
     if settings.demo {
         store::seed::seed_demo(&pool)
             .await
@@ -61,7 +72,16 @@ pub async fn run_reloading(
     // demo data, the lockout's writes) stays on the primary.
     let standby = match &settings.database_read_url {
         Some(read_url) => {
-            let standby = store::prepare_read(read_url).await?;
+            let prepared = tokio::select! {
+                prepared = store::wait_for("DATABASE_READ_URL", read_url, || {
+                    store::prepare_read(read_url)
+                }) => prepared,
+                () = &mut shutdown => {
+                    stopped_waiting("DATABASE_READ_URL");
+                    return Ok(());
+                }
+            };
+            let standby = prepared?;
             tracing::info!(standby = %store::redact(read_url), "lookups read the standby (DATABASE_READ_URL)");
             Some(standby)
         }
@@ -111,4 +131,12 @@ pub async fn run_reloading(
         "database lookups: requests read in batched statements"
     );
     served
+}
+
+/// Logs that the worker stopped (SIGTERM) before `variable`'s database answered.
+fn stopped_waiting(variable: &str) {
+    tracing::info!(
+        variable,
+        "stopped while waiting for the database; nothing was consumed"
+    );
 }

@@ -9,6 +9,7 @@ mod call;
 mod cli;
 mod client;
 mod codes;
+mod db_wait;
 mod examples;
 mod faults;
 mod fixtures;
