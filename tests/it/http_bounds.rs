@@ -144,3 +144,137 @@ async fn a_thousand_half_sent_requests_are_each_closed_within_the_header_timeout
     assert!(answers.len() >= 20, "probed throughout: {}", answers.len());
     assert!(failed.is_empty(), "every probe answered 200: {failed:?}");
 }
+
+/// Sends `bytes` on a new connection and reads what comes back until the server
+/// closes (at most 10 s).
+async fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("closed within 10 s")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Starts the binary of `run` under the shell's `ulimit -n descriptors` (so its
+/// connection limit is half that), logging to `log`; returns it with its metrics
+/// address once it consumes.
+async fn start_under_ulimit(
+    run: &BinaryRun,
+    descriptors: u32,
+    log: &std::path::Path,
+) -> (std::process::Child, SocketAddr) {
+    let command = binary_command(
+        &run.prefix,
+        &run.db_url,
+        &[],
+        std::process::Stdio::from(std::fs::File::create(log).expect("log")),
+    );
+    let binary = command.get_program().to_owned();
+    let mut shell = std::process::Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(format!("ulimit -n {descriptors} && exec \"$0\" serve"))
+        .arg(binary)
+        .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(log)
+                .expect("log"),
+        ));
+    let child = shell.spawn().expect("start under ulimit");
+    let mut addr = None;
+    wait_for("the metrics address in the log", async || {
+        addr = std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .find(|line| line.contains("metrics and health server listening"))
+            .and_then(|line| line.split("address=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok());
+        addr.is_some()
+    })
+    .await;
+    wait_for("the worker to consume", async || {
+        depth(&run.conn, &run.names.interactive)
+            .await
+            .is_some_and(|(_, consumers)| consumers > 0)
+    })
+    .await;
+    (child, addr.expect("address"))
+}
+
+#[tokio::test]
+async fn over_the_connection_limit_new_connections_are_closed_at_once_and_the_worker_keeps_its_descriptors(
+) {
+    // 256 descriptors: a limit of 128 HTTP connections.
+    const DESCRIPTORS: u32 = 256;
+    const FLOOD: usize = 300;
+    descriptors_for(FLOOD as u64);
+    let run = BinaryRun::new("hl").await;
+    let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
+    let (mut child, addr) = start_under_ulimit(&run, DESCRIPTORS, &log).await;
+
+    // Oversized heads first: answered 431 and closed.
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(10_000)
+    );
+    let many: String = (0..70).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let many = format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+    for head in [&big, &many] {
+        let answer = exchange(addr, head.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    }
+
+    let mut flood = Vec::with_capacity(FLOOD);
+    for _ in 0..FLOOD {
+        flood.push(half_sent(addr).await);
+    }
+    let within = HEADER_READ_TIMEOUT + SLACK;
+    let closures: Vec<_> = flood
+        .into_iter()
+        .map(|(stream, opened)| tokio::spawn(closed_by_server(stream, opened, within)))
+        .collect();
+    let mut times = Vec::with_capacity(FLOOD);
+    for closure in closures {
+        times.push(closure.await.expect("every connection is closed in time"));
+    }
+    let at_once = times
+        .iter()
+        .filter(|t| **t < Duration::from_secs(1))
+        .count();
+    let held = times
+        .iter()
+        .filter(|t| **t >= HEADER_READ_TIMEOUT - Duration::from_millis(500))
+        .count();
+    // The slots are free again: the probes answer, and so does the worker.
+    let readyz = http_get(addr, "/readyz").await.map(|r| r.0);
+    run.send(1).await;
+    wait_for("the reply", async || run.replies_ready().await >= 1).await;
+    let reply = run.take_reply().await.expect("a reply");
+    let body: serde_json::Value = serde_json::from_slice(&reply.data).expect("JSON");
+
+    let status = terminate(&mut child);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    cleanup(&run.prefix, &run.prefix).await;
+    eprintln!(
+        "under ulimit -n {DESCRIPTORS}: of {FLOOD} half-sent connections, {held} held until \
+         the header timeout, {at_once} closed at once"
+    );
+    assert!(status.success(), "{status}: {text}");
+    assert_eq!(
+        held,
+        DESCRIPTORS as usize / 2,
+        "the limit is half the descriptors"
+    );
+    assert_eq!(at_once, FLOOD - held, "the others closed at once");
+    assert!(text.contains("connection limit reached"), "{text}");
+    assert_eq!(readyz, Some(200));
+    assert_eq!(body["status"]["code"], "OK", "{body}");
+}
