@@ -19,7 +19,8 @@ use crate::store::{self, Store};
 use crate::token::Signer;
 
 /// Runs the worker: checks the settings, prepares the database (creating and migrating
-/// it), loads the demo data with `--demo`, then serves until `shutdown` resolves and
+/// it, once it answers: an unreachable one is waited for, see [`store::wait_for`]),
+/// loads the demo data with `--demo`, then serves until `shutdown` resolves and
 /// drains. Key files are read once; see [`run_reloading`] to re-read them.
 pub async fn run(
     settings: Settings,

@@ -560,6 +560,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn connection_trouble_is_waited_for_and_settings_are_not() {
+        use std::io::{Error as Io, ErrorKind};
+        let waited = [
+            sqlx::Error::Io(Io::from(ErrorKind::ConnectionRefused)),
+            sqlx::Error::Io(Io::from(ErrorKind::TimedOut)),
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".to_owned()),
+        ];
+        for err in waited {
+            let shown = err.to_string();
+            let err = anyhow::Error::new(err).context("could not connect to the database");
+            assert!(unreachable(&err), "{shown}");
+        }
+        let refused = [
+            anyhow::Error::new(sqlx::Error::Io(Io::from(ErrorKind::NotFound)))
+                .context("sslrootcert"),
+            anyhow::Error::new(sqlx::Error::Configuration("bad URL".into())),
+            anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL"),
+            anyhow::Error::new(Io::from(ErrorKind::ConnectionRefused))
+                .context("an I/O error that is not a database connection's"),
+        ];
+        for err in refused {
+            assert!(!unreachable(&err), "{err:#}");
+        }
+    }
+
+    #[test]
     fn redact_never_shows_a_password_however_it_is_written() {
         for (url, expected) in [
             (
