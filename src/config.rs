@@ -496,7 +496,14 @@ impl Settings {
             Some(_) if crm_token_secret.is_some() => bail!(
                 "CRM_TOKEN_SECRET and CRM_TOKEN_SECRET_FILE (or --crm-token-secret and --crm-token-secret-file) are both set: set only one"
             ),
-            Some(path) => read_crm_secrets(path)?,
+            // On a thread of its own, within a timeout: a FIFO or a hung file system
+            // is a startup error naming the file, not a worker stuck before its log.
+            Some(path) => {
+                let owned = path.clone();
+                crate::keys::read_on_a_thread("CRM_TOKEN_SECRET_FILE", path, move || {
+                    read_crm_secrets(&owned)
+                })?
+            }
             None => Vec::new(),
         };
         if serve.prefetch == 0 || serve.batch_prefetch == 0 {

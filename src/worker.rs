@@ -19,7 +19,8 @@ use crate::store::{self, Store};
 use crate::token::Signer;
 
 /// Runs the worker: checks the settings, prepares the database (creating and migrating
-/// it), loads the demo data with `--demo`, then serves until `shutdown` resolves and
+/// it, once it answers: an unreachable one is waited for, see [`store::wait_for`]),
+/// loads the demo data with `--demo`, then serves until `shutdown` resolves and
 /// drains. Key files are read once; see [`run_reloading`] to re-read them.
 pub async fn run(
     settings: Settings,
@@ -37,7 +38,7 @@ pub async fn run_reloading(
     shutdown: impl Future<Output = ()>,
     reloads: impl Stream<Item = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let keys = settings.jwt_keys.load()?;
+    let keys = settings.jwt_keys.load_off_thread().await?;
     if let Some(kid) = keys.signing_kid() {
         tracing::info!(kid, "signing JWTs with kid");
     }
@@ -50,7 +51,18 @@ pub async fn run_reloading(
     // Up first, so /healthz answers and /readyz says what is missing while the worker
     // waits for the database or the broker.
     let _observers = observe::start(settings.metrics_addr, &stats, Some(jwks)).await?;
-    let pool = store::prepare(&settings.database_url, settings.db_pool_size).await?;
+    // Polled from here on, so SIGTERM stops a worker that still waits for its database.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let prepared = tokio::select! {
+        prepared = store::wait_for("DATABASE_URL", &settings.database_url, || {
+            store::prepare(&settings.database_url, settings.db_pool_size)
+        }) => prepared,
+        () = &mut shutdown => {
+            stopped_waiting("DATABASE_URL");
+            return Ok(());
+        }
+    };
+    let pool = prepared?;
     if settings.demo {
         store::seed::seed_demo(&pool)
             .await
@@ -61,7 +73,16 @@ pub async fn run_reloading(
     // demo data, the lockout's writes) stays on the primary.
     let standby = match &settings.database_read_url {
         Some(read_url) => {
-            let standby = store::prepare_read(read_url).await?;
+            let prepared = tokio::select! {
+                prepared = store::wait_for("DATABASE_READ_URL", read_url, || {
+                    store::prepare_read(read_url)
+                }) => prepared,
+                () = &mut shutdown => {
+                    stopped_waiting("DATABASE_READ_URL");
+                    return Ok(());
+                }
+            };
+            let standby = prepared?;
             tracing::info!(standby = %store::redact(read_url), "lookups read the standby (DATABASE_READ_URL)");
             Some(standby)
         }
@@ -111,4 +132,12 @@ pub async fn run_reloading(
         "database lookups: requests read in batched statements"
     );
     served
+}
+
+/// Logs that the worker stopped (SIGTERM) before `variable`'s database answered.
+fn stopped_waiting(variable: &str) {
+    tracing::info!(
+        variable,
+        "stopped while waiting for the database; nothing was consumed"
+    );
 }

@@ -13,6 +13,7 @@ pub mod jwk;
 pub mod reload;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -58,6 +59,18 @@ impl KeySource {
         }
     }
 
+    /// [`KeySource::load`], with the file read off the task thread within
+    /// [`READ_TIMEOUT`] (see [`read_off_thread`]).
+    pub async fn load_off_thread(&self) -> anyhow::Result<KeySet> {
+        match self.file() {
+            None => self.load(),
+            Some((variable, path)) => {
+                let (source, path) = (self.clone(), path.to_owned());
+                read_off_thread(variable, &path, move || source.load()).await
+            }
+        }
+    }
+
     /// The file a reload re-reads, with the variable that names it; `None` for a secret
     /// given in the environment, which a running process cannot see change.
     pub fn file(&self) -> Option<(&'static str, &Path)> {
@@ -65,6 +78,61 @@ impl KeySource {
             KeySource::Secret(_) => None,
             KeySource::SecretFile(path) => Some(("TUCANO_JWT_SECRET_FILE", path)),
             KeySource::KeysFile(path) => Some(("TUCANO_JWT_KEYS_FILE", path)),
+        }
+    }
+}
+
+/// How long reading one key file may take (at start and at each SIGHUP) before it is
+/// given up: a few small local files take milliseconds; a FIFO without a writer, or a
+/// network file system that stopped answering, takes forever.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `read` (opening, reading and parsing the file `path` of `variable`) on
+/// tokio's blocking threads and waits for it at most [`READ_TIMEOUT`], so that the
+/// task thread, which serves every request and SIGTERM, never waits on a file system.
+/// A read that hangs cannot be cancelled: it is left on its blocking thread and the
+/// error names the variable and the file.
+pub async fn read_off_thread<T: Send + 'static>(
+    variable: &str,
+    path: &Path,
+    read: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(READ_TIMEOUT, tokio::task::spawn_blocking(read)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => bail!("reading {variable} {} failed: {join}", path.display()),
+        Err(_) => bail!(
+            "{variable} {}: reading it did not finish within {} s (a FIFO or a device, \
+             or a file system that does not answer?)",
+            path.display(),
+            READ_TIMEOUT.as_secs()
+        ),
+    }
+}
+
+/// [`read_off_thread`] for code that is not async (the settings, read before anything
+/// is served): `read` runs on a thread of its own, waited for at most [`READ_TIMEOUT`].
+pub fn read_on_a_thread<T: Send + 'static>(
+    variable: &str,
+    path: &Path,
+    read: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("key-file-read".to_owned())
+        .spawn(move || {
+            let _ = done.send(read());
+        })
+        .with_context(|| format!("cannot start a thread to read {variable}"))?;
+    match result.recv_timeout(READ_TIMEOUT) {
+        Ok(result) => result,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => bail!(
+            "{variable} {}: reading it did not finish within {} s (a FIFO or a device, \
+             or a file system that does not answer?)",
+            path.display(),
+            READ_TIMEOUT.as_secs()
+        ),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            bail!("reading {variable} {} failed", path.display())
         }
     }
 }

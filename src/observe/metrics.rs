@@ -49,6 +49,11 @@ pub const PASS_CODES_SHED: &str = "tucano_auth_pass_code_shed_total";
 /// 1, with the `version` label.
 pub const BUILD_INFO: &str = "tucano_auth_build_info";
 
+/// The values of the `queue` label: the two request queues.
+pub const QUEUES: [&str; 2] = ["interactive", "batch"];
+/// The values of the `result` label of [`PASS_CODES`].
+pub const PASS_CODE_RESULTS: [&str; 2] = ["match", "mismatch"];
+
 /// Bucket bounds of the duration histograms, in seconds: 0.5 ms to 30 s.
 const SECONDS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -87,6 +92,22 @@ pub fn install() -> Option<PrometheusHandle> {
             metrics::counter!(RECONNECTS).absolute(0);
             metrics::counter!(PASS_CODE_LOCKOUTS).absolute(0);
             metrics::counter!(PASS_CODES_SHED).absolute(0);
+            // Every series of a finite label set exists from the start, so that a rate
+            // over it is defined before its first event (a dashboard's `rate()` of a
+            // series that appears later misses the first increment). Registering a
+            // series is enough for the exporter to render it at 0; this runs once,
+            // before anything counts.
+            for result in PASS_CODE_RESULTS {
+                metrics::counter!(PASS_CODES, "result" => result).absolute(0);
+            }
+            for queue in QUEUES {
+                for code in Code::ALL {
+                    metrics::counter!(REQUESTS, "queue" => queue, "code" => code.as_str())
+                        .absolute(0);
+                }
+                metrics::counter!(REDELIVERIES, "queue" => queue).absolute(0);
+                metrics::gauge!(IN_FLIGHT, "queue" => queue).set(0.0);
+            }
             Some(handle)
         })
         .clone()

@@ -61,7 +61,7 @@ pub async fn prepare(database_url: &str, pool_size: u32) -> anyhow::Result<PgPoo
     let shown = redact(database_url);
     anyhow::ensure!(pool_size > 0, "the database pool size must be at least 1");
     // Before anything is created: the lookup connections read the URL too.
-    let lookups = lookup_config(database_url)?;
+    let lookups = lookup_config(database_url, "DATABASE_URL")?;
 
     let exists = Postgres::database_exists(database_url)
         .await
@@ -197,8 +197,7 @@ async fn check_lookup_connection(
 /// readiness.
 pub async fn prepare_read(read_url: &str) -> anyhow::Result<PgPool> {
     let shown = redact(read_url);
-    let lookups =
-        lookup_config(read_url).map_err(|err| err.context("DATABASE_READ_URL is not usable"))?;
+    let lookups = lookup_config(read_url, "DATABASE_READ_URL")?;
     check_lookup_connection(&lookups, read_url, "DATABASE_READ_URL").await?;
     let options = PgConnectOptions::from_str(read_url)
         .with_context(|| format!("DATABASE_READ_URL {shown} is not a valid PostgreSQL URL"))?;
@@ -218,15 +217,13 @@ pub async fn prepare_read(read_url: &str) -> anyhow::Result<PgPool> {
     Ok(pool)
 }
 
-/// The lookup connections' settings from `database_url`; tokio-postgres refuses some
-/// parameters sqlx takes (`statement-cache-capacity`, for one).
-fn lookup_config(database_url: &str) -> anyhow::Result<lookup::LookupConfig> {
-    lookup::connection_config(database_url).with_context(|| {
-        format!(
-            "DATABASE_URL {} is not a valid PostgreSQL URL",
-            redact(database_url)
-        )
-    })
+/// The lookup connections' settings from `database_url`, the value of `variable`;
+/// tokio-postgres refuses some parameters sqlx takes (`statement-cache-capacity`, for
+/// one). The error names the variable and what is wrong, not the URL (which may hold
+/// a password, and which did not parse).
+fn lookup_config(database_url: &str, variable: &str) -> anyhow::Result<lookup::LookupConfig> {
+    lookup::connection_config(database_url)
+        .with_context(|| format!("{variable} is not a valid PostgreSQL URL"))
 }
 
 /// What to fix when connecting failed on TLS: the server's certificate refused (the
@@ -244,6 +241,118 @@ fn tls_failure(err: &(dyn std::error::Error + 'static)) -> String {
         return ": DATABASE_URL's sslmode asks for TLS, which the server does not offer".to_owned();
     }
     String::new()
+}
+
+/// Runs `attempt` (a [`prepare`] or [`prepare_read`] of `url`, named by `variable`)
+/// until it succeeds or fails for a reason waiting will not mend, so that a worker
+/// started before its database waits for it as it waits for the broker (contract
+/// section 8), `/readyz` answering `503` with `"database": false` meanwhile. Waits
+/// with the broker's backoff (100 ms doubling to 2 s) and logs each failed attempt
+/// with what it waits for. A refused login, a URL or `sslmode` that does not parse, a
+/// certificate refused, a missing schema are returned at once: see [`unreachable`].
+pub async fn wait_for<T, F>(
+    variable: &str,
+    url: &str,
+    mut attempt: impl FnMut() -> F,
+) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut backoff = crate::broker::Backoff::new();
+    let mut waited = false;
+    loop {
+        match attempt().await {
+            Ok(done) => {
+                if waited {
+                    tracing::info!(variable, database = %redact(url), "the database answers; starting");
+                }
+                return Ok(done);
+            }
+            Err(err) if unreachable(&err) => {
+                waited = true;
+                let delay = backoff.step();
+                tracing::warn!(
+                    variable,
+                    database = %redact(url),
+                    error = %format!("{err:#}"),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "cannot reach the database; waiting for it (/readyz answers 503 meanwhile)"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Whether a startup error means only that the database cannot be reached now (a
+/// connection refused, reset or timed out, a name that does not resolve yet, a server
+/// starting up or shutting down, too many connections, a connection closed before
+/// the server's first answer): worth waiting for. Everything
+/// else is a setting to fix: a login refused (SQLSTATE class 28), a certificate
+/// refused or TLS the server does not offer, a URL that does not parse, a file that
+/// cannot be read.
+pub fn unreachable(err: &anyhow::Error) -> bool {
+    let mut verdict = None;
+    for cause in err.chain() {
+        if crate::tls::handshake_failure(cause).is_some() {
+            return false;
+        }
+        if verdict.is_some() {
+            continue;
+        }
+        if let Some(err) = cause.downcast_ref::<sqlx::Error>() {
+            verdict = Some(match err {
+                sqlx::Error::Io(io) => connection_trouble(io),
+                sqlx::Error::PoolTimedOut => true,
+                // The connection ended before PostgreSQL's first answer (sqlx reads it as
+                // an answer of 0x00 to its SSLRequest): a proxy or a load balancer with no
+                // server behind it yet, as in a Kubernetes service whose pods are
+                // starting. Something that is not PostgreSQL at all is waited for too,
+                // with its answer in each retry's log line.
+                sqlx::Error::Protocol(_) => true,
+                sqlx::Error::Database(db) => {
+                    db.code().is_some_and(|code| transient_sqlstate(&code))
+                }
+                _ => false,
+            });
+        } else if let Some(err) = cause.downcast_ref::<tokio_postgres::Error>() {
+            verdict = Some(match err.code() {
+                Some(code) => transient_sqlstate(code.code()),
+                None => {
+                    err.is_closed() || {
+                        let mut source = std::error::Error::source(err);
+                        let mut io = false;
+                        while let Some(cause) = source {
+                            if let Some(err) = cause.downcast_ref::<std::io::Error>() {
+                                io = connection_trouble(err);
+                                break;
+                            }
+                            source = cause.source();
+                        }
+                        io
+                    }
+                }
+            });
+        }
+    }
+    verdict.unwrap_or(false)
+}
+
+/// An I/O error of a connection, not of a file (a certificate that is missing or
+/// unreadable is a setting).
+fn connection_trouble(err: &std::io::Error) -> bool {
+    !matches!(
+        err.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+    )
+}
+
+/// SQLSTATE classes 08 (connection exception), 57P (operator intervention: the server
+/// starting up or shutting down) and 53 (insufficient resources: too many
+/// connections).
+fn transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P") || code.starts_with("53")
 }
 
 /// Whether `CREATE DATABASE` lost a race against another creator.
@@ -348,7 +457,7 @@ impl Store {
         database_url: &str,
         crm_token_secrets: impl IntoIterator<Item = Secret>,
     ) -> anyhow::Result<Store> {
-        let config = lookup_config(database_url)?;
+        let config = lookup_config(database_url, "DATABASE_URL or DATABASE_READ_URL")?;
         let crm_token_keys = Current::new(decoding_keys(crm_token_secrets));
         let lookups = lookup::Lookups::start(config, LOOKUP_CONCURRENCY);
         let lockout = lockout::Lockout::new(
@@ -449,6 +558,33 @@ fn show_id(id: &Uuid) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_trouble_is_waited_for_and_settings_are_not() {
+        use std::io::{Error as Io, ErrorKind};
+        let waited = [
+            sqlx::Error::Io(Io::from(ErrorKind::ConnectionRefused)),
+            sqlx::Error::Io(Io::from(ErrorKind::TimedOut)),
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".to_owned()),
+        ];
+        for err in waited {
+            let shown = err.to_string();
+            let err = anyhow::Error::new(err).context("could not connect to the database");
+            assert!(unreachable(&err), "{shown}");
+        }
+        let refused = [
+            anyhow::Error::new(sqlx::Error::Io(Io::from(ErrorKind::NotFound)))
+                .context("sslrootcert"),
+            anyhow::Error::new(sqlx::Error::Configuration("bad URL".into())),
+            anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL"),
+            anyhow::Error::new(Io::from(ErrorKind::ConnectionRefused))
+                .context("an I/O error that is not a database connection's"),
+        ];
+        for err in refused {
+            assert!(!unreachable(&err), "{err:#}");
+        }
+    }
 
     #[test]
     fn redact_never_shows_a_password_however_it_is_written() {

@@ -43,7 +43,7 @@ impl SslMode {
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
             other => anyhow::bail!(
-                "DATABASE_URL's sslmode={other:?} is not one of disable, allow, prefer, \
+                "sslmode={other:?} is not one of disable, allow, prefer, \
                  require, verify-ca, verify-full"
             ),
         })

@@ -129,7 +129,7 @@ pub async fn binary_with_metrics(
 
 /// Starts the real binary with `env` and returns it once its metrics server listens,
 /// with that address (read from its log, which goes to `log`).
-async fn start_with_metrics(
+pub async fn start_with_metrics(
     run: &BinaryRun,
     env: &[(&str, &str)],
     log: &std::path::Path,
@@ -305,7 +305,7 @@ async fn metrics_count_exactly_the_requests_answered_by_queue_and_code() {
 
 /// `promtool check metrics` on the exposition, where promtool is installed (CI
 /// installs it; elsewhere the check is skipped with a note).
-fn promtool_finds_no_error(exposition: &str) {
+pub fn promtool_finds_no_error(exposition: &str) {
     use std::io::Write as _;
     let spawned = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -378,4 +378,85 @@ async fn json_log_lines_parse_and_carry_the_correlation_id() {
         Some("batch"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn every_counter_of_a_finite_label_set_is_exported_at_zero_from_the_start() {
+    use tucano_auth::error::Code;
+    use tucano_auth::observe::metrics::{PASS_CODE_RESULTS, QUEUES};
+    let run = BinaryRun::new("mz").await;
+    let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
+    // A fresh process: nothing answered, no pass code verified.
+    let (mut child, addr) = binary_with_metrics(&run, &[], &log).await;
+    let (status, text) = http_get(addr, "/metrics").await.expect("/metrics answers");
+    let stopped = terminate(&mut child);
+    let _ = std::fs::remove_file(&log);
+    cleanup(&run.prefix, &run.prefix).await;
+    assert!(stopped.success(), "{stopped}");
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("a Prometheus text parser reads the exposition");
+    let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == name
+                    && s.labels.len() == labels.len()
+                    && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    let mut expected: Vec<(String, Vec<(&str, &str)>)> = Vec::new();
+    for result in PASS_CODE_RESULTS {
+        expected.push((
+            "tucano_auth_pass_code_verifications_total".into(),
+            vec![("result", result)],
+        ));
+    }
+    for queue in QUEUES {
+        for code in Code::ALL {
+            expected.push((
+                "tucano_auth_requests_total".into(),
+                vec![("queue", queue), ("code", code.as_str())],
+            ));
+        }
+        expected.push((
+            "tucano_auth_redeliveries_total".into(),
+            vec![("queue", queue)],
+        ));
+        expected.push((
+            "tucano_auth_requests_in_flight".into(),
+            vec![("queue", queue)],
+        ));
+    }
+    for name in [
+        "tucano_auth_replies_returned_total",
+        "tucano_auth_requests_requeued_total",
+        "tucano_auth_broker_reconnects_total",
+        "tucano_auth_pass_code_shed_total",
+        "tucano_auth_pass_code_lockouts_total",
+    ] {
+        expected.push((name.into(), vec![]));
+    }
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|(name, labels)| value(name, labels) != Some(0.0))
+        .collect();
+    eprintln!(
+        "{} series of finite label sets checked at 0 on a fresh worker",
+        expected.len()
+    );
+    assert!(missing.is_empty(), "not exported at 0: {missing:?}\n{text}");
+    // The contract's literal example, by name.
+    assert!(
+        text.contains(r#"tucano_auth_pass_code_verifications_total{result="match"} 0"#),
+        "{text}"
+    );
+    promtool_finds_no_error(&text);
 }

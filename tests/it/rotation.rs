@@ -341,3 +341,162 @@ async fn sighup_rereads_the_crm_token_secret_file() {
     let text = read_log(&log);
     assert!(!text.contains(new) && !text.contains(old), "{text}");
 }
+
+/// The `kid` in the header of `jwt`.
+fn kid_of(jwt: &str) -> String {
+    use base64::Engine as _;
+    let header = jwt.split('.').next().expect("a header");
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .expect("base64url");
+    let header: Value = serde_json::from_slice(&header).expect("JSON header");
+    header["kid"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Replaces `path` with a FIFO that nobody writes to: opening it for reading blocks
+/// until a writer comes, which none does (a hung file system, as the worker sees it).
+fn replace_with_fifo(path: &Path) {
+    let fifo = path.with_extension("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    std::fs::rename(&fifo, path).expect("rename the FIFO over the file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_hanging_key_files_stalls_neither_requests_nor_sigterm_and_keeps_the_keys() {
+    use tucano_auth::keys::READ_TIMEOUT;
+    let dir = TempDir::new("hang");
+    let (file, log, crm) = (
+        dir.path("keys.json"),
+        dir.path("worker.log"),
+        dir.path("crm-secrets"),
+    );
+    write_keys(&file, &[&keygen("ES256", "steady")]);
+    write_atomically(&crm, "crm-hang-secret-0123456789abcdef0123\n");
+    let run = BinaryRun::new("hng").await;
+    let crm_file = crm.to_string_lossy().into_owned();
+    let mut child = start(
+        &run,
+        &file,
+        &log,
+        &[("CRM_TOKEN_SECRET_FILE", &crm_file)],
+        &["CRM_TOKEN_SECRET"],
+    )
+    .await;
+    let client = client(&run).await;
+    assert_eq!(kid_of(&signed(&client).await), "steady");
+
+    replace_with_fifo(&file);
+    replace_with_fifo(&crm);
+    hang_up(&child);
+    let hung_up = Instant::now();
+    // Requests all through the reads' timeout and after: each answered at once, signed
+    // with the key in use.
+    let mut slowest = Duration::ZERO;
+    let mut answered = 0;
+    while hung_up.elapsed() < READ_TIMEOUT + Duration::from_secs(1) {
+        let start = Instant::now();
+        let jwt = tokio::time::timeout(Duration::from_secs(3), signed(&client))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "a request {:?} after SIGHUP was not answered within 3 s",
+                    hung_up.elapsed()
+                )
+            });
+        assert_eq!(kid_of(&jwt), "steady");
+        slowest = slowest.max(start.elapsed());
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let shown = file.display().to_string();
+    let keys_line = log_line(
+        &log,
+        &["keeping the signing keys in use", &shown, "did not finish"],
+    )
+    .await;
+    let crm_line = log_line(
+        &log,
+        &[
+            "keeping the CRM login-token secrets in use",
+            &crm_file,
+            "did not finish",
+        ],
+    )
+    .await;
+    assert!(
+        keys_line.contains("ERROR") && keys_line.contains("TUCANO_JWT_KEYS_FILE"),
+        "{keys_line}"
+    );
+    assert!(crm_line.contains("ERROR"), "{crm_line}");
+
+    // Another SIGHUP while the first reads still hang: not read again, said so; then
+    // SIGTERM, at once.
+    hang_up(&child);
+    log_line(&log, &[&shown, "has not ended yet"]).await;
+    assert_eq!(kid_of(&signed(&client).await), "steady");
+    let terminating = Instant::now();
+    let status = terminate(&mut child);
+    let took = terminating.elapsed();
+    cleanup(&run.prefix, &run.prefix).await;
+    eprintln!(
+        "after SIGHUP on two FIFOs: {answered} requests answered, the slowest in {slowest:?}; \
+         SIGTERM during the hung reads exited in {took:?}"
+    );
+    assert!(status.success(), "{status}: {}", read_log(&log));
+    assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
+}
+
+#[tokio::test]
+async fn a_key_file_that_hangs_at_start_is_a_startup_error_naming_it() {
+    let dir = TempDir::new("hangstart");
+    let (fifo, keys) = (dir.path("hung"), dir.path("keys.json"));
+    write_keys(&keys, &[&keygen("ES256", "steady")]);
+    replace_with_fifo(&fifo);
+    let fifo_text = fifo.to_string_lossy().into_owned();
+    let keys_text = keys.to_string_lossy().into_owned();
+    for (variable, env) in [
+        (
+            "TUCANO_JWT_KEYS_FILE",
+            vec![("TUCANO_JWT_KEYS_FILE", fifo_text.as_str())],
+        ),
+        (
+            "CRM_TOKEN_SECRET_FILE",
+            vec![
+                ("TUCANO_JWT_KEYS_FILE", keys_text.as_str()),
+                ("CRM_TOKEN_SECRET_FILE", fifo_text.as_str()),
+            ],
+        ),
+    ] {
+        let prefix = crate::helpers::unique("hs");
+        let mut command = binary_command(
+            &prefix,
+            &format!("{}/{prefix}", crate::helpers::PG_SERVER),
+            &env,
+            Stdio::piped(),
+        );
+        command
+            .env_remove("TUCANO_JWT_SECRET")
+            .env_remove("CRM_TOKEN_SECRET");
+        let started = Instant::now();
+        let child = command.spawn().expect("start the binary");
+        let output = tokio::time::timeout(
+            Duration::from_secs(20),
+            tokio::task::spawn_blocking(move || child.wait_with_output()),
+        )
+        .await
+        .expect("exits within 20 s")
+        .expect("join")
+        .expect("output");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        cleanup(&prefix, &prefix).await;
+        assert_eq!(output.status.code(), Some(2), "{variable}: {stderr}");
+        assert!(
+            stderr.contains(variable)
+                && stderr.contains(&fifo_text)
+                && stderr.contains("did not finish"),
+            "{variable}: {stderr}"
+        );
+        eprintln!("{variable} on a FIFO: exit 2 after {:?}", started.elapsed());
+    }
+}
