@@ -21,22 +21,22 @@ use crate::helpers::{cleanup, declare_durable, depth, unique, TestWorker, AMQP_U
 const TOKEN: &str = seed::SESSION_TOKEN;
 
 /// A scratch directory of this test, removed on drop.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Scratch {
+    pub(crate) fn new() -> Scratch {
         let dir = std::env::temp_dir().join(unique("batch"));
         std::fs::create_dir_all(&dir).expect("scratch dir");
         Scratch(dir)
     }
 
-    fn file(&self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str, text: &str) -> PathBuf {
         let path = self.0.join(name);
         std::fs::write(&path, text).expect("write input");
         path
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 }
@@ -47,7 +47,7 @@ impl Drop for Scratch {
     }
 }
 
-fn batch_command(prefix: &str, input: &Path, output: &Path, extra: &[&str]) -> Command {
+pub(crate) fn batch_command(prefix: &str, input: &Path, output: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tucano-auth"));
     command
         .arg("batch")
@@ -63,7 +63,7 @@ fn batch_command(prefix: &str, input: &Path, output: &Path, extra: &[&str]) -> C
 }
 
 /// Runs `batch` to its end (at most 120 s).
-async fn run_batch(prefix: &str, input: &Path, output: &Path, extra: &[&str]) -> Output {
+pub(crate) async fn run_batch(prefix: &str, input: &Path, output: &Path, extra: &[&str]) -> Output {
     let mut command = batch_command(prefix, input, output, extra);
     let run = tokio::task::spawn_blocking(move || command.output().expect("run batch"));
     tokio::time::timeout(Duration::from_secs(120), run)
@@ -73,7 +73,7 @@ async fn run_batch(prefix: &str, input: &Path, output: &Path, extra: &[&str]) ->
 }
 
 /// The output's lines as (line, code, message).
-fn results(output: &Path) -> Vec<(u64, String, Value)> {
+pub(crate) fn results(output: &Path) -> Vec<(u64, String, Value)> {
     std::fs::read_to_string(output)
         .expect("read output")
         .lines()
@@ -88,7 +88,7 @@ fn results(output: &Path) -> Vec<(u64, String, Value)> {
         .collect()
 }
 
-fn request(number: &str) -> String {
+pub(crate) fn request(number: &str) -> String {
     json!({"token": TOKEN, "subscription_identifier": {"number": number}}).to_string()
 }
 
@@ -226,9 +226,19 @@ async fn a_job_that_cannot_run_or_finish_exits_two() {
         .await
         .expect("join");
     assert_eq!(run.status.code(), Some(2));
-    // No worker ever declared the queue.
+    // No worker ever declared the queue (a wrong QUEUE_PREFIX): said so, without
+    // suggesting --resume, and no empty output left behind.
     let run = run_batch(&prefix, &input, &scratch.path("o4"), &[]).await;
     assert_eq!(run.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains(&format!(
+            "the request queue {prefix}.authenticate.batch does not exist"
+        )) && err.contains("check QUEUE_PREFIX"),
+        "{err}"
+    );
+    assert!(!err.contains("--resume"), "{err}");
+    assert!(!scratch.path("o4").exists());
     // A queue nobody consumes: the reply never comes within --timeout.
     let conn = Connection::connect(AMQP_URL, Default::default())
         .await
