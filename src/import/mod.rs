@@ -134,7 +134,7 @@ pub async fn run(
     counters.loading.store(true, Ordering::Relaxed);
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!(
-            "import: {}; checking references and loading {}",
+            "import: {} read; checking references and loading {}",
             report::count(read.rows, "row", "rows"),
             job.table.name()
         );
