@@ -173,7 +173,8 @@ impl Input {
                     .unwrap_or_default();
                 let columns = header
                     .iter()
-                    .map(|name| csv_column(&String::from_utf8_lossy(name)))
+                    .enumerate()
+                    .map(|(i, name)| csv_column(i + 1, &String::from_utf8_lossy(name)))
                     .collect::<anyhow::Result<_>>()
                     .map_err(|err| anyhow::anyhow!("{}: line 1: {err:#}{hint}", path.display()))?;
                 Source::Csv {
@@ -308,21 +309,24 @@ fn has_no_token(request: &Map<String, Value>) -> bool {
     request.get("token").is_none_or(Value::is_null)
 }
 
-/// A CSV header cell: `token`, or `<identifier>.<field>` of the request table.
-fn csv_column(name: &str) -> anyhow::Result<(Option<String>, String)> {
+/// The `position`-th (1-based) CSV header cell: `token`, or `<identifier>.<field>` of
+/// the request table. A cell that names no identifier is not quoted in the message: in
+/// a file without its header row it is a login token or a pass code.
+fn csv_column(position: usize, name: &str) -> anyhow::Result<(Option<String>, String)> {
     let name = name.trim();
     if name == "token" {
         return Ok((None, "token".to_owned()));
     }
-    let Some((identifier, field)) = name.split_once('.') else {
+    let known = name.split_once('.').and_then(|(identifier, field)| {
+        CSV_FIELDS
+            .iter()
+            .find(|(known, _)| *known == identifier)
+            .map(|(_, fields)| (identifier, field, fields))
+    });
+    let Some((identifier, field, fields)) = known else {
         bail!(
-            "CSV column {name:?} is not `token` or `<identifier>.<field>` (identifiers: {})",
-            identifiers()
-        );
-    };
-    let Some((_, fields)) = CSV_FIELDS.iter().find(|(known, _)| *known == identifier) else {
-        bail!(
-            "CSV column {name:?}: {identifier:?} is not an identifier (identifiers: {})",
+            "CSV column {position} of the header is not `token` or `<identifier>.<field>` \
+             with an identifier of {} (is the header row missing?)",
             identifiers()
         );
     };

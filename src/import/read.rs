@@ -104,9 +104,20 @@ impl Source {
                 None
             } else {
                 Some(table.column(name).with_context(|| {
+                    // A file without its header row has data here: in a table with
+                    // secrets, the field is named by position, never quoted.
+                    let which = if table.has_secret() {
+                        format!(
+                            "column {} of the header is not a column of table {} \
+                             (is the header row missing?)",
+                            i + 1,
+                            table.name()
+                        )
+                    } else {
+                        format!("unknown column {name:?} for table {}", table.name())
+                    };
                     format!(
-                        "line {line}: unknown column {name:?} for table {}; its columns are id, {}{hint}",
-                        table.name(),
+                        "line {line}: {which}; its columns are id, {}{hint}",
                         column_names(table)
                     )
                 })?)

@@ -434,7 +434,33 @@ async fn import_messages_never_show_a_secret_whatever_the_header_says() {
         "{}",
         run_mediums.stderr
     );
-    for run in [&run_tokens, &run_users, &run_mediums] {
+    // A file without its header row: its first row is read as the header.
+    let headless = scratch.file("headless.csv", "AT950,SECRET-PASS-7,EFFECTIVE,AR0001\n");
+    let run_headless = import(&worker, headless.to_str().expect("path"), "access_tokens").await;
+    assert_eq!(run_headless.code, 2, "{}", run_headless.stderr);
+    assert!(
+        run_headless
+            .stderr
+            .contains("line 1: column 1 of the header is not a column of table access_tokens (is the header row missing?)"),
+        "{}",
+        run_headless.stderr
+    );
+    let batch_headless = scratch.file("headless-batch.csv", "SECRET.TOKEN-8,S0000000329\n");
+    let run = run_batch(
+        &worker.prefix,
+        &batch_headless,
+        &scratch.path("o-headless"),
+        &[],
+    )
+    .await;
+    assert_eq!(run.status.code(), Some(2));
+    assert!(
+        stderr(&run).contains("CSV column 1 of the header is not `token`"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!stderr(&run).contains("SECRET"), "{}", stderr(&run));
+    for run in [&run_tokens, &run_users, &run_mediums, &run_headless] {
         assert!(!run.stderr.contains("SECRET"), "{}", run.stderr);
         assert!(!run.stdout.contains("SECRET"), "{}", run.stdout);
     }
