@@ -538,4 +538,63 @@ mod tests {
         assert!(hint("number\tname").is_some_and(|h| h.contains("tabs")));
         assert!(hint("number").is_none());
     }
+
+    /// The records of `text` as the csv crate reads it alone (no scanner).
+    fn plain(text: &[u8]) -> Vec<Vec<Vec<u8>>> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text);
+        let mut out = Vec::new();
+        let mut record = csv::ByteRecord::new();
+        while reader.read_byte_record(&mut record).expect("in memory") {
+            out.push(record.iter().map(<[u8]>::to_vec).collect());
+        }
+        out
+    }
+
+    /// The physical lines of `text` that hold something, 1-based: where the records of
+    /// a file without quotes begin.
+    fn filled_lines(text: &[u8]) -> Vec<u64> {
+        let text = String::from_utf8_lossy(text)
+            .replace("\r\n", "\n")
+            .replace('\r', "\n");
+        text.split('\n')
+            .enumerate()
+            .filter(|(_, line)| !line.is_empty())
+            .map(|(i, _)| i as u64 + 1)
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// The scanner and the csv crate agree on every record of any file over the
+        /// bytes that matter to the grammar; without quotes, each record's line is the
+        /// line it is on.
+        #[test]
+        fn the_scanner_agrees_with_the_csv_crate(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b',', b'"', b'\r', b'\n']),
+                0..64,
+            )
+        ) {
+            match parse(&bytes) {
+                Ok(records) => {
+                    let fields: Vec<Vec<Vec<u8>>> = records
+                        .iter()
+                        .map(|(_, fields)| fields.iter().map(|f| f.as_bytes().to_vec()).collect())
+                        .collect();
+                    proptest::prop_assert_eq!(&fields, &plain(&bytes));
+                    let lines: Vec<u64> = records.iter().map(|(line, _)| *line).collect();
+                    proptest::prop_assert!(lines.windows(2).all(|w| w[0] <= w[1]));
+                    if !bytes.contains(&b'"') {
+                        proptest::prop_assert_eq!(lines, filled_lines(&bytes));
+                    }
+                }
+                Err(fault) => {
+                    proptest::prop_assert_eq!(fault.kind, FaultKind::QuoteNeverClosed);
+                    proptest::prop_assert!(bytes.contains(&b'"'));
+                }
+            }
+        }
+    }
 }
