@@ -1,12 +1,15 @@
 //! `tucano-auth import FILE.csv --table TABLE`: loads a CSV file into one table of
 //! the data model, upserting by natural key.
 //!
-//! The file is read on a thread of its own (`read.rs`), pass codes are hashed on every
+//! The whole file is first checked as well-formed CSV (`crate::csv_file`): a fault
+//! refuses it before any database work. It is then read on a thread of its own
+//! (`read.rs`), pass codes are hashed on every
 //! core (`hashing.rs`), and the rows stream into a temporary staging table through
 //! `COPY`; the checks that need the database and the upsert are one statement each
 //! (`stage.rs`, `upsert.rs`), all in one transaction: an import that fails half-way loads nothing.
 //! Memory stays bounded by a chunk of rows, whatever the size of the file (duplicate
-//! keys are found in SQL, by the line number staged with each row).
+//! keys are found in SQL, by the line number staged with each row, and the rejected
+//! rows are streamed from there to the caller, never collected).
 //!
 //! Outcomes map to exit codes in [`Outcome::exit_code`]: 0 all rows loaded, 1 some
 //! rejected, 2 nothing could be loaded.
