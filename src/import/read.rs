@@ -82,8 +82,14 @@ impl Source {
     /// header against `table`. A header naming a column the table does not take,
     /// naming one twice, or missing a required one is an error: no row of such a file
     /// can be trusted.
+    ///
+    /// A pipe (`<(zcat file.csv.gz)`) cannot be read twice: it is checked as it is
+    /// read instead, and a fault then fails the import's transaction, so nothing is
+    /// loaded either way.
     pub fn open(path: &Path, table: Table) -> anyhow::Result<Source> {
-        csv_file::check(path, b',')?;
+        if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+            csv_file::check(path, b',')?;
+        }
         let mut file = CsvFile::open(path, b',')?;
         let mut names = csv::ByteRecord::new();
         let first = file.next(&mut names)?;

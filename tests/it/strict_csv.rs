@@ -138,6 +138,19 @@ async fn malformed_csv_files_are_refused_whole_at_their_line_by_import() {
         );
         assert_eq!(run.stdout, "", "{name}: no summary");
     }
+    // Through a pipe, which cannot be checked before it is read: refused all the same.
+    let piped = crate::import::tucano(
+        &worker.db_name,
+        &["import", "/dev/stdin", "--table", "accounts_receivable"],
+        Some(STRAY_QUOTE),
+    )
+    .await;
+    assert_eq!(piped.code, 2, "{}{}", piped.stdout, piped.stderr);
+    assert!(
+        piped.stderr.contains("line 3: quote never closed"),
+        "{}",
+        piped.stderr
+    );
     let loaded = accounts(&worker, &["A1", "A2", "A3", "L1", "L2", "L3", "L4", "Q1"]).await;
     assert_eq!(loaded, [], "nothing of any refused file is loaded");
 
