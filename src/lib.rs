@@ -7,6 +7,7 @@ pub mod broker;
 pub mod call;
 pub mod client;
 pub mod config;
+pub mod csv_file;
 pub mod error;
 pub mod handle;
 pub mod health;

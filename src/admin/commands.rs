@@ -37,16 +37,13 @@ pub async fn import(database_url: &str, args: Import) -> u8 {
         file: args.file,
         table: args.table,
     };
-    match import::run(database_url, &job).await {
+    let file = job.file.display().to_string();
+    // Printed as found: an import with millions of bad rows holds none of them.
+    let mut report = |rejection: import::Rejection| {
+        eprintln!("{file}: line {}: {}", rejection.line, rejection.reason);
+    };
+    match import::run(database_url, &job, &mut report).await {
         Ok(outcome) => {
-            for rejection in &outcome.rejections {
-                eprintln!(
-                    "{}: line {}: {}",
-                    job.file.display(),
-                    rejection.line,
-                    rejection.reason
-                );
-            }
             println!(
                 "{}",
                 outcome.summary.line(job.table.name(), started.elapsed())

@@ -1,9 +1,12 @@
 //! The input of `batch`: NDJSON or CSV, read one request line at a time.
 //!
 //! Each request line becomes an [`Item`]: a request body to send, or an answer given
-//! here without sending (`INVALID_REQUEST` for a line that is not JSON or a CSV row that
-//! cannot be read). Line numbers are 1-based lines of the file: blank NDJSON lines are
-//! skipped but counted, and the CSV header is line 1.
+//! here without sending (`INVALID_REQUEST` for a line that is not JSON, an NDJSON line
+//! over 1 MiB, or a CSV row with the wrong number of fields). Line numbers are the
+//! file's physical lines, whatever its line ends and with or without a UTF-8
+//! byte-order mark: blank NDJSON lines are skipped but counted, the CSV header is
+//! line 1, and a CSV record spanning lines has the line it begins on. A CSV file that is
+//! not well formed is refused whole (`csv_file`).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -12,6 +15,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde_json::{Map, Value};
 
+use crate::csv_file::{self, CsvFile};
 use crate::request::{parse_json, IDENTIFIERS};
 
 /// The input formats.
@@ -78,13 +82,26 @@ const CSV_FIELDS: [(&str, &[&str]); 5] = [
     ),
 ];
 
-/// Counts the request lines of the file (lines holding more than white space, less the
-/// CSV header), a cheap first pass for the progress bar's total.
+/// The longest NDJSON line taken, in bytes (its line end not counted): a longer one is
+/// answered `INVALID_REQUEST` without being held whole.
+pub const MAX_LINE: usize = 1 << 20;
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Counts the request lines of the file: NDJSON lines holding more than white space,
+/// or the records of a CSV file less its header. For CSV this is also the strict check
+/// of the whole file (a quote never closed, a record over 1 MiB, bytes that are not
+/// UTF-8 stop the job here, naming the line, before anything is sent).
 pub fn count_requests(path: &Path, format: Format) -> anyhow::Result<u64> {
+    if format == Format::Csv {
+        let records = csv_file::check(path, b',')
+            .with_context(|| format!("the input {} is not well-formed CSV", path.display()))?;
+        return Ok(records.saturating_sub(1));
+    }
     let mut file =
         File::open(path).with_context(|| format!("cannot read the input {}", path.display()))?;
     let mut buffer = vec![0_u8; 256 * 1024];
-    let (mut lines, mut filled) = (0_u64, false);
+    let (mut lines, mut filled, mut first) = (0_u64, false, true);
     loop {
         let n = file
             .read(&mut buffer)
@@ -92,7 +109,11 @@ pub fn count_requests(path: &Path, format: Format) -> anyhow::Result<u64> {
         if n == 0 {
             break;
         }
-        for &byte in &buffer[..n] {
+        let mut bytes = &buffer[..n];
+        if std::mem::take(&mut first) {
+            bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
+        }
+        for &byte in bytes {
             if byte == b'\n' {
                 lines += u64::from(filled);
                 filled = false;
@@ -102,10 +123,7 @@ pub fn count_requests(path: &Path, format: Format) -> anyhow::Result<u64> {
         }
     }
     lines += u64::from(filled);
-    Ok(match format {
-        Format::Ndjson => lines,
-        Format::Csv => lines.saturating_sub(1),
-    })
+    Ok(lines)
 }
 
 /// The request lines of an input file, in order.
@@ -122,7 +140,8 @@ enum Source {
         buffer: Vec<u8>,
     },
     Csv {
-        reader: csv::Reader<File>,
+        // Boxed: the csv reader's state is large beside the NDJSON variant.
+        file: Box<CsvFile>,
         /// For each column: the identifier it belongs to (`None` for `token`), its field.
         columns: Vec<(Option<String>, String)>,
         record: csv::ByteRecord,
@@ -133,28 +152,34 @@ impl Input {
     /// Opens `path`; for CSV, reads and checks the header (an unknown column stops the
     /// job before anything is sent).
     pub fn open(path: &Path, format: Format, token: Option<String>) -> anyhow::Result<Input> {
-        let file = File::open(path)
-            .with_context(|| format!("cannot read the input {}", path.display()))?;
         let source = match format {
-            Format::Ndjson => Source::Ndjson {
-                reader: BufReader::with_capacity(256 * 1024, file),
-                line: 0,
-                buffer: Vec::new(),
-            },
+            Format::Ndjson => {
+                let file = File::open(path)
+                    .with_context(|| format!("cannot read the input {}", path.display()))?;
+                Source::Ndjson {
+                    reader: BufReader::with_capacity(256 * 1024, file),
+                    line: 0,
+                    buffer: Vec::new(),
+                }
+            }
             Format::Csv => {
-                let mut reader = csv::ReaderBuilder::new()
-                    .has_headers(true)
-                    .from_reader(file);
-                let header = reader
-                    .headers()
-                    .with_context(|| format!("cannot read the CSV header of {}", path.display()))?
-                    .clone();
+                let mut file = CsvFile::open(path, b',')
+                    .with_context(|| format!("cannot read the input {}", path.display()))?;
+                let mut header = csv::ByteRecord::new();
+                file.next(&mut header)
+                    .with_context(|| format!("cannot read the CSV header of {}", path.display()))?;
+                let hint = csv_file::delimiter_hint(&header, b',')
+                    .map(|hint| format!("; {hint}"))
+                    .unwrap_or_default();
+                let columns = header
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| csv_column(i + 1, &String::from_utf8_lossy(name)))
+                    .collect::<anyhow::Result<_>>()
+                    .map_err(|err| anyhow::anyhow!("{}: line 1: {err:#}{hint}", path.display()))?;
                 Source::Csv {
-                    columns: header
-                        .iter()
-                        .map(csv_column)
-                        .collect::<anyhow::Result<_>>()?,
-                    reader,
+                    columns,
+                    file: Box::new(file),
                     record: csv::ByteRecord::new(),
                 }
             }
@@ -172,55 +197,91 @@ impl Input {
                 buffer,
             } => loop {
                 buffer.clear();
-                let n = reader
-                    .read_until(b'\n', buffer)
-                    .context("cannot read the input")?;
-                if n == 0 {
+                let Some(mut read) = read_line(reader, buffer).context("cannot read the input")?
+                else {
                     return Ok(None);
-                }
+                };
                 *line += 1;
-                if buffer.iter().all(u8::is_ascii_whitespace) {
+                if *line == 1 && buffer.starts_with(BOM) {
+                    buffer.drain(..BOM.len());
+                    if !read.too_long {
+                        read.filled = buffer.iter().any(|b| !b.is_ascii_whitespace());
+                    }
+                }
+                if !read.filled {
                     continue;
                 }
-                return Ok(Some(Item {
-                    line: *line,
-                    kind: ndjson_request(buffer, token),
-                }));
+                let kind = if read.too_long {
+                    ItemKind::Invalid("the line is over 1 MiB".to_owned())
+                } else {
+                    ndjson_request(buffer, token)
+                };
+                return Ok(Some(Item { line: *line, kind }));
             },
             Source::Csv {
-                reader,
+                file,
                 columns,
                 record,
             } => {
-                let read = reader.read_byte_record(record);
-                let line = match &read {
-                    Err(err) => err.position().map(csv::Position::line),
-                    Ok(_) => record.position().map(csv::Position::line),
+                let Some(line) = file.next(record).context("cannot read the CSV input")? else {
+                    return Ok(None);
                 };
-                match read {
-                    Ok(false) => Ok(None),
-                    Ok(true) => Ok(Some(Item {
-                        line: line.unwrap_or_default(),
-                        kind: csv_request(columns, record, token),
-                    })),
-                    Err(err) => match (err.kind(), line) {
-                        (
-                            csv::ErrorKind::UnequalLengths {
-                                expected_len, len, ..
-                            },
-                            Some(line),
-                        ) => Ok(Some(Item {
-                            line,
-                            kind: ItemKind::Invalid(format!(
-                                "bad CSV row: {len} fields where the header has {expected_len}"
-                            )),
-                        })),
-                        _ => Err(anyhow::Error::new(err).context("cannot read the CSV input")),
-                    },
-                }
+                let kind = if record.len() == columns.len() {
+                    csv_request(columns, record, token)
+                } else {
+                    ItemKind::Invalid(format!(
+                        "bad CSV row: {} where the header has {}",
+                        match record.len() {
+                            1 => "1 field".to_owned(),
+                            n => format!("{n} fields"),
+                        },
+                        columns.len()
+                    ))
+                };
+                Ok(Some(Item { line, kind }))
             }
         }
     }
+}
+
+/// What [`read_line`] read.
+struct Line {
+    /// The line is longer than [`MAX_LINE`]: only its start is in the buffer.
+    too_long: bool,
+    /// Some byte of the line (kept or not) is not white space.
+    filled: bool,
+}
+
+/// Reads one line (through its `\n`) into `buffer`, keeping at most [`MAX_LINE`] bytes
+/// and its line end; the rest of a longer line is read and dropped. `None` at the end
+/// of the file.
+fn read_line(reader: &mut impl BufRead, buffer: &mut Vec<u8>) -> std::io::Result<Option<Line>> {
+    let (mut any, mut too_long, mut filled) = (false, false, false);
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            break;
+        }
+        any = true;
+        let end = available.iter().position(|&b| b == b'\n');
+        let take = end.map_or(available.len(), |i| i + 1);
+        let chunk = &available[..take];
+        filled |= chunk.iter().any(|b| !b.is_ascii_whitespace());
+        let room = (MAX_LINE + 2).saturating_sub(buffer.len());
+        buffer.extend_from_slice(&chunk[..take.min(room)]);
+        too_long |= take > room;
+        reader.consume(take);
+        if end.is_some() {
+            break;
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    let content = buffer.strip_suffix(b"\n").unwrap_or(buffer);
+    let content = content.strip_suffix(b"\r").unwrap_or(content);
+    too_long |= content.len() > MAX_LINE;
+    Ok(Some(Line { too_long, filled }))
 }
 
 /// An NDJSON line as a request: sent as it is, or with `token` filled in.
@@ -248,24 +309,41 @@ fn has_no_token(request: &Map<String, Value>) -> bool {
     request.get("token").is_none_or(Value::is_null)
 }
 
-/// A CSV header cell: `token`, or `<identifier>.<field>` of the request table.
-fn csv_column(name: &str) -> anyhow::Result<(Option<String>, String)> {
+/// The `position`-th (1-based) CSV header cell: `token`, or `<identifier>.<field>` of
+/// the request table. A cell that names no identifier is not quoted in the message: in
+/// a file without its header row it is a login token or a pass code.
+fn csv_column(position: usize, name: &str) -> anyhow::Result<(Option<String>, String)> {
     let name = name.trim();
     if name == "token" {
         return Ok((None, "token".to_owned()));
     }
-    let known = name.split_once('.').is_some_and(|(identifier, field)| {
+    let known = name.split_once('.').and_then(|(identifier, field)| {
         CSV_FIELDS
             .iter()
-            .any(|(known, fields)| *known == identifier && fields.contains(&field))
+            .find(|(known, _)| *known == identifier)
+            .map(|(_, fields)| (identifier, field, fields))
     });
-    match name.split_once('.') {
-        Some((identifier, field)) if known => Ok((Some(identifier.to_owned()), field.to_owned())),
-        _ => bail!(
-            "CSV column {name:?} is not `token` or `<identifier>.<field>` (identifiers: {}, subscription_type_identifier)",
-            IDENTIFIERS.join(", ")
-        ),
+    let Some((identifier, field, fields)) = known else {
+        bail!(
+            "CSV column {position} of the header is not `token` or `<identifier>.<field>` \
+             with an identifier of {} (is the header row missing?)",
+            identifiers()
+        );
+    };
+    if !fields.contains(&field) {
+        bail!(
+            "CSV column {name:?}: {identifier} has no field {field:?}; its fields are {}",
+            fields.join(", ")
+        );
     }
+    Ok((Some(identifier.to_owned()), field.to_owned()))
+}
+
+/// The identifiers a CSV column may name, for messages.
+fn identifiers() -> String {
+    let mut names: Vec<&str> = IDENTIFIERS.to_vec();
+    names.push("subscription_type_identifier");
+    names.join(", ")
 }
 
 /// A CSV row as a request body; an empty cell is an absent field.
@@ -386,7 +464,59 @@ mod tests {
         let err = Input::open(&path, Format::Csv, None)
             .err()
             .expect("refused");
-        assert!(err.to_string().contains("nmber"), "{err}");
+        let err = err.to_string();
+        assert!(err.contains("line 1: CSV column \"subscription_identifier.nmber\": subscription_identifier has no field \"nmber\"; its fields are id, number"), "{err}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn an_ndjson_line_over_1_mib_is_invalid_alone_and_a_byte_order_mark_is_dropped() {
+        let body = r#"{"token":"T","subscription_identifier":{"number":"S1"}}"#;
+        let long = format!(r#"{{"token":"{}"}}"#, "x".repeat(MAX_LINE));
+        let text = format!("\u{feff}{body}\r\n{long}\r\n\r\n{body}\r\n");
+        let items = items(&text, Format::Ndjson, None);
+        let lines: Vec<u64> = items.iter().map(|item| item.line).collect();
+        assert_eq!(lines, [1, 2, 4]);
+        assert_eq!(request(&items[0])["token"], "T");
+        assert!(matches!(&items[1].kind, ItemKind::Invalid(why) if why.contains("over 1 MiB")));
+        assert_eq!(request(&items[2])["token"], "T");
+        // Exactly the limit is taken (and is answered by the worker, not here).
+        let edge = format!(r#"{{"token":"{}"}}"#, "x".repeat(MAX_LINE - 12));
+        assert_eq!(edge.len(), MAX_LINE);
+        let items = self::items(&edge, Format::Ndjson, None);
+        assert!(matches!(&items[0].kind, ItemKind::Request(body) if body.len() == MAX_LINE));
+    }
+
+    #[test]
+    fn csv_lines_are_the_same_with_lf_crlf_and_a_byte_order_mark() {
+        let lf = "token,subscription_identifier.number\nT1,S1\n\n\"T\n2\",S2\nT3,S3\n";
+        let expected = [2, 4, 6];
+        for text in [
+            lf.to_owned(),
+            lf.replace('\n', "\r\n"),
+            format!("\u{feff}{}", lf.replace('\n', "\r\n")),
+        ] {
+            let got: Vec<u64> = items(&text, Format::Csv, None)
+                .iter()
+                .map(|item| item.line)
+                .collect();
+            assert_eq!(got, expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_semicolon_separated_csv_gets_a_delimiter_hint() {
+        let (path, mut file) = tempfile();
+        file.write_all(b"token;subscription_identifier.number\nT;S\n")
+            .expect("write");
+        let err = Input::open(&path, Format::Csv, None)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("semicolons") && err.contains("separated by commas"),
+            "{err}"
+        );
         let _ = std::fs::remove_file(&path);
     }
 }

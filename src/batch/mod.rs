@@ -97,20 +97,47 @@ pub async fn run(args: &BatchArgs) -> ExitCode {
 }
 
 /// The whole job; returns what the output holds at the end.
+///
+/// Everything that can stop the job before its first request is checked before the
+/// output is opened (the input, the broker, the request queue), so a job that cannot
+/// start leaves no empty output behind and never suggests `--resume`.
 async fn execute(args: &BatchArgs) -> anyhow::Result<Written> {
     let broker = &args.broker;
     let format = Format::of(&args.input, args.format);
     let total = count_requests(&args.input, format)?;
     let mut input = Input::open(&args.input, format, args.token.clone())?;
+    let client = Client::connect_with_tls(&broker.amqp_url, &broker.queue_prefix, &broker.tls())
+        .await
+        .context("cannot connect to RabbitMQ (AMQP_URL)")?;
+    let queue = if args.interactive {
+        Queue::Interactive
+    } else {
+        Queue::Batch
+    };
+    if let Err(err) = client.check_queue(queue).await {
+        client.close().await;
+        return Err(match err {
+            ClientError::NoQueue(name) => anyhow::anyhow!(
+                "the request queue {name} does not exist: check QUEUE_PREFIX (now {:?}; \
+                 it must be the worker's) and that a worker has started on this broker; \
+                 nothing was sent",
+                broker.queue_prefix
+            ),
+            err => anyhow::Error::new(err).context("cannot check the request queue"),
+        });
+    }
     let mut written = if args.resume {
         resume(&args.output)?
     } else {
         Written::default()
     };
-    let mut output = Output::open(&args.output, args.resume)?;
-    let client = Client::connect_with_tls(&broker.amqp_url, &broker.queue_prefix, &broker.tls())
-        .await
-        .context("cannot connect to RabbitMQ (AMQP_URL)")?;
+    let mut output = match Output::open(&args.output, args.resume) {
+        Ok(output) => output,
+        Err(err) => {
+            client.close().await;
+            return Err(err);
+        }
+    };
     let mut progress = Progress::new(
         total,
         &written,
@@ -118,11 +145,7 @@ async fn execute(args: &BatchArgs) -> anyhow::Result<Written> {
     );
     let job = Job {
         client: &client,
-        queue: if args.interactive {
-            Queue::Interactive
-        } else {
-            Queue::Batch
-        },
+        queue,
         window: args.window as usize,
         timeout: Duration::from_secs(args.timeout),
         retry_for: Duration::from_secs(args.retry_for),
@@ -139,7 +162,13 @@ async fn execute(args: &BatchArgs) -> anyhow::Result<Written> {
         }
         Err(err) => {
             progress.finish(&written, "stopped", late_replies);
-            Err(err.context("the job stopped; run the same command with --resume to complete it"))
+            let hint = if written.total() == 0 && !args.resume {
+                "nothing was written; fix the cause and run the same command again \
+                 (or with --resume)"
+            } else {
+                "run the same command with --resume to complete it"
+            };
+            Err(err.context(format!("the job stopped; {hint}")))
         }
     }
 }

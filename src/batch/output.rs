@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -71,12 +72,14 @@ struct ReadBack {
 /// without its newline, as a kill during a write leaves), and says what it holds.
 /// A missing file holds nothing.
 pub fn resume(path: &Path) -> anyhow::Result<Written> {
-    let file = match File::open(path) {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(no_follow())
+        .open(path)
+    {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Written::default()),
-        Err(err) => {
-            return Err(err).with_context(|| format!("cannot read the output {}", path.display()))
-        }
+        Err(err) => return Err(open_error(err, path)),
     };
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let mut written = Written::default();
@@ -106,17 +109,38 @@ pub fn resume(path: &Path) -> anyhow::Result<Written> {
         written.count(&line.code);
         complete += n as u64;
     }
-    let length = std::fs::metadata(path)
+    let file = reader.into_inner();
+    let length = file
+        .metadata()
         .with_context(|| format!("cannot read the output {}", path.display()))?
         .len();
     if length > complete {
         OpenOptions::new()
             .write(true)
+            .custom_flags(no_follow())
             .open(path)
             .and_then(|file| file.set_len(complete))
             .with_context(|| format!("cannot cut the torn last line of {}", path.display()))?;
     }
     Ok(written)
+}
+
+/// `O_NOFOLLOW`: opening a symbolic link fails (`ELOOP`) instead of following it.
+fn no_follow() -> i32 {
+    // The flag's bits fit an i32: they are a C `int` flag of open(2).
+    i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).unwrap_or_default()
+}
+
+/// An error opening the output, saying so when `path` is a symbolic link.
+fn open_error(err: std::io::Error, path: &Path) -> anyhow::Error {
+    if err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        anyhow::anyhow!(
+            "the output {} is a symbolic link: refused; give the path of a regular file",
+            path.display()
+        )
+    } else {
+        anyhow::Error::new(err).context(format!("cannot open the output {}", path.display()))
+    }
 }
 
 /// Appends result lines, one `write` per line.
@@ -128,9 +152,24 @@ pub struct Output {
 impl Output {
     /// Opens `path` for appending; without `resume`, a file that exists and is not
     /// empty is refused rather than mixed with this run's lines.
+    ///
+    /// A new file is created readable and writable by its owner only (its lines hold
+    /// JWTs), in the `open` call itself so that it is never readable by others for a
+    /// moment; a file that exists keeps its mode. A symbolic link at `path` is refused,
+    /// so that nobody who can write the directory redirects the JWTs elsewhere.
     pub fn open(path: &Path, resume: bool) -> anyhow::Result<Output> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(no_follow())
+            .open(path)
+            .map_err(|err| open_error(err, path))?;
         if !resume {
-            let existing = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            let existing = file
+                .metadata()
+                .with_context(|| format!("cannot read the output {}", path.display()))?
+                .len();
             if existing > 0 {
                 bail!(
                     "the output {} exists: add --resume to complete it, or remove it",
@@ -138,11 +177,6 @@ impl Output {
                 );
             }
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open the output {}", path.display()))?;
         Ok(Output {
             file,
             line: Vec::with_capacity(1024),

@@ -60,7 +60,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
 use tokio::sync::oneshot;
 use tokio_util::task::AbortOnDropHandle;
@@ -387,6 +388,42 @@ impl Client {
             Err(_) => Err(ClientError::Connection(
                 "the reply listener stopped".to_owned(),
             )),
+        }
+    }
+
+    /// Whether `queue` exists, asked of the broker without sending anything (a passive
+    /// declare on a channel of its own, since the broker closes the channel of a
+    /// failed one): [`ClientError::NoQueue`] when no worker has declared it under this
+    /// client's prefix.
+    pub async fn check_queue(&self, queue: Queue) -> Result<(), ClientError> {
+        let name = match queue {
+            Queue::Interactive => self.names.interactive.as_str(),
+            Queue::Batch => self.names.batch.as_str(),
+        };
+        let lost = |err: lapin::Error| ClientError::Connection(err.to_string());
+        let channel = self.connection.create_channel().await.map_err(lost)?;
+        let declared = channel
+            .queue_declare(
+                name.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match declared {
+            Ok(_) => {
+                let _ = channel.close(200, "checked".into()).await;
+                Ok(())
+            }
+            Err(err) => match err.kind() {
+                // 404 NOT_FOUND: the broker has closed the channel already.
+                lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 404 => {
+                    Err(ClientError::NoQueue(name.to_owned()))
+                }
+                _ => Err(lost(err)),
+            },
         }
     }
 

@@ -1,12 +1,15 @@
 //! `tucano-auth import FILE.csv --table TABLE`: loads a CSV file into one table of
 //! the data model, upserting by natural key.
 //!
-//! The file is read on a thread of its own (`read.rs`), pass codes are hashed on every
+//! The whole file is first checked as well-formed CSV (`crate::csv_file`): a fault
+//! refuses it before any database work. It is then read on a thread of its own
+//! (`read.rs`), pass codes are hashed on every
 //! core (`hashing.rs`), and the rows stream into a temporary staging table through
 //! `COPY`; the checks that need the database and the upsert are one statement each
 //! (`stage.rs`, `upsert.rs`), all in one transaction: an import that fails half-way loads nothing.
 //! Memory stays bounded by a chunk of rows, whatever the size of the file (duplicate
-//! keys are found in SQL, by the line number staged with each row).
+//! keys are found in SQL, by the line number staged with each row, and the rejected
+//! rows are streamed from there to the caller, never collected).
 //!
 //! Outcomes map to exit codes in [`Outcome::exit_code`]: 0 all rows loaded, 1 some
 //! rejected, 2 nothing could be loaded.
@@ -49,13 +52,11 @@ pub struct Job {
     pub table: Table,
 }
 
-/// How an import ended.
+/// How an import ended (the rejected rows went to the `report` of [`run`]).
 #[derive(Debug)]
 pub struct Outcome {
     /// The counts.
     pub summary: Summary,
-    /// The rejected rows, by line.
-    pub rejections: Vec<Rejection>,
 }
 
 impl Outcome {
@@ -66,9 +67,15 @@ impl Outcome {
 }
 
 /// Runs `job` against the database of `database_url` (created and migrated if
-/// needed), showing progress on standard error while the file is read; the caller
-/// prints the rejections and the summary. `Err` means nothing was loaded.
-pub async fn run(database_url: &str, job: &Job) -> anyhow::Result<Outcome> {
+/// needed), showing progress on standard error while the file is read. Each rejected
+/// row goes to `report` as it is found (in line order, once the file is read), so
+/// none is held here; the caller prints the summary. `Err` means nothing was loaded
+/// (rows reported before it were not loaded either).
+pub async fn run(
+    database_url: &str,
+    job: &Job,
+    report: &mut (dyn FnMut(Rejection) + Send),
+) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     // The file first: a bad file or header needs no database.
     let source = Source::open(&job.file, job.table)
@@ -130,22 +137,15 @@ pub async fn run(database_url: &str, job: &Job) -> anyhow::Result<Outcome> {
     counters.loading.store(true, Ordering::Relaxed);
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!(
-            "import: {} rows read; checking references and loading {}",
-            read.rows,
+            "import: {} read; checking references and loading {}",
+            report::count(read.rows, "row", "rows"),
             job.table.name()
         );
     }
 
-    let checked = stage::rejections(&mut tx, job.table, &header)
+    let rejected = stage::reject(&mut tx, job.table, &header, report)
         .await
         .context("checking the staged rows failed; nothing imported")?;
-    let lines: Vec<i64> = checked
-        .iter()
-        .map(|r| i64::try_from(r.line).unwrap_or(i64::MAX))
-        .collect();
-    stage::drop_lines(&mut tx, &lines)
-        .await
-        .context("nothing imported")?;
     let checked_at = started.elapsed();
     let (inserted, updated) = upsert::upsert(&mut tx, job.table, &header)
         .await
@@ -161,10 +161,6 @@ pub async fn run(database_url: &str, job: &Job) -> anyhow::Result<Outcome> {
         "import phases"
     );
 
-    let mut rejections = read.rejections;
-    rejections.extend(checked);
-    rejections.sort_by_key(|r| r.line);
-    let rejected = rejections.len() as u64;
     let valid = read.rows.saturating_sub(rejected);
     let summary = Summary {
         rows: read.rows,
@@ -173,19 +169,21 @@ pub async fn run(database_url: &str, job: &Job) -> anyhow::Result<Outcome> {
         unchanged: valid.saturating_sub(inserted + updated),
         rejected,
         hashed: read.hashed,
+        kept: read.kept,
+        given: read.given,
     };
-    Ok(Outcome {
-        summary,
-        rejections,
-    })
+    Ok(Outcome { summary })
 }
 
 /// What the reading thread found.
 struct Read {
     rows: u64,
+    /// Clear pass codes given a new hash.
     hashed: u64,
-    /// Rows refused before staging (wrong field count, not UTF-8).
-    rejections: Vec<Rejection>,
+    /// Clear pass codes the stored hash already verified: that hash is kept.
+    kept: u64,
+    /// Pass codes given as Argon2 PHC strings, stored as they are.
+    given: u64,
 }
 
 /// Reads every row of `source`, hashes pass codes chunk by chunk and sends the chunks,
@@ -204,25 +202,24 @@ fn read_all(
     let mut read = Read {
         rows: 0,
         hashed: 0,
-        rejections: Vec::new(),
+        kept: 0,
+        given: 0,
     };
     let mut rows: Vec<Row> = Vec::with_capacity(CHUNK_ROWS);
     let mut passes = 0;
     loop {
         let next = source.next_row()?;
         let done = next.is_none();
-        match next {
-            Some(Ok(row)) => {
-                passes += usize::from(matches!(row.pass, Some(Pass::Clear(_))));
-                rows.push(row);
-            }
-            Some(Err(rejection)) => {
+        if let Some(row) = next {
+            if row.bad.is_some() {
                 counters.rejected.fetch_add(1, Ordering::Relaxed);
-                read.rejections.push(rejection);
             }
-            None => {}
-        }
-        if !done {
+            match row.pass {
+                Some(Pass::Clear(_)) => passes += 1,
+                Some(Pass::Hashed(_)) => read.given += 1,
+                None => {}
+            }
+            rows.push(row);
             read.rows += 1;
             counters.rows.fetch_add(1, Ordering::Relaxed);
         }
@@ -237,7 +234,22 @@ fn read_all(
                 let stored = runtime
                     .block_on(stage::stored_hashes(pool, table, keys))
                     .context("cannot read the stored pass-code hashes")?;
-                read.hashed += hasher.settle(&mut rows, &stored)?;
+                let clear: Vec<usize> = (0..rows.len())
+                    .filter(|&i| matches!(rows[i].pass, Some(Pass::Clear(_))))
+                    .collect();
+                hasher.settle(&mut rows, &stored)?;
+                // A stored hash comes back only when it verified the clear value.
+                let kept = clear
+                    .iter()
+                    .filter(|&&i| match (&rows[i].pass, rows[i].values.first()) {
+                        (Some(Pass::Hashed(hash)), Some(Some(key))) => {
+                            stored.get(key) == Some(hash)
+                        }
+                        _ => false,
+                    })
+                    .count() as u64;
+                read.kept += kept;
+                read.hashed += clear.len() as u64 - kept;
             }
             let mut out = Vec::with_capacity(rows.len() * 96);
             for row in &rows {

@@ -1,17 +1,16 @@
-//! Reading the CSV file: the header checked against the table, then each record turned
-//! into a staged row (its values checked, its pass code still to hash) or a rejection.
+//! Reading the CSV file: the whole file checked (`csv_file`), the header checked
+//! against the table, then each record turned into a staged row: its values checked,
+//! its pass code still to hash, or the reason it is rejected.
 //!
 //! Records are read one at a time; nothing here holds more than the chunk being built.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 
 use anyhow::{bail, Context as _};
 use uuid::Uuid;
 
-use super::report::Rejection;
 use super::table::{refuse, Check, Column, Need, Table};
+use crate::csv_file::{self, CsvFile};
 use crate::secret::Secret;
 
 /// The file's header, checked: which table column each CSV field feeds.
@@ -64,49 +63,67 @@ pub struct Row {
 
 /// The CSV reader over the file, with its checked header.
 pub struct Source {
-    reader: csv::Reader<BufReader<File>>,
+    file: CsvFile,
     /// The header.
     pub header: Header,
     /// [`Header::present`], once.
     present: Vec<&'static Column>,
     /// Where each of them is in a record.
     positions: Vec<usize>,
+    /// Whether the table has a pass-code or password column: then no reason quotes a
+    /// value (see [`Source::row`]).
+    secret: bool,
     record: csv::ByteRecord,
 }
 
 impl Source {
-    /// Opens `path` and checks its header against `table`. A header naming a column
-    /// the table does not take, naming one twice, or missing a required one is an
-    /// error: no row of such a file can be trusted.
+    /// Checks the whole file (a quote never closed, a record over 1 MiB, bytes that are
+    /// not UTF-8 refuse it, at the line the fault begins), opens it and checks its
+    /// header against `table`. A header naming a column the table does not take,
+    /// naming one twice, or missing a required one is an error: no row of such a file
+    /// can be trusted.
+    ///
+    /// A pipe (`<(zcat file.csv.gz)`) cannot be read twice: it is checked as it is
+    /// read instead, and a fault then fails the import's transaction, so nothing is
+    /// loaded either way.
     pub fn open(path: &Path, table: Table) -> anyhow::Result<Source> {
-        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let mut reader = csv::ReaderBuilder::new()
-            .flexible(true)
-            .from_reader(BufReader::with_capacity(1 << 16, file));
-        let names = reader
-            .byte_headers()
-            .with_context(|| format!("cannot read the header of {}", path.display()))?
-            .clone();
-        if names.is_empty() || names.iter().all(<[u8]>::is_empty) {
-            bail!("{}: line 1: the header row is missing", path.display());
+        if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+            csv_file::check(path, b',')?;
         }
+        let mut file = CsvFile::open(path, b',')?;
+        let mut names = csv::ByteRecord::new();
+        let first = file.next(&mut names)?;
+        if first.is_none() || names.iter().all(<[u8]>::is_empty) {
+            bail!("line 1: the header row is missing");
+        }
+        let line = first.unwrap_or(1);
+        let hint = csv_file::delimiter_hint(&names, b',')
+            .map(|hint| format!("; {hint}"))
+            .unwrap_or_default();
         let mut fields = Vec::new();
         let mut id = None;
         for (i, raw) in names.iter().enumerate() {
-            let raw = if i == 0 {
-                raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
-            } else {
-                raw
-            };
+            // The whole file was checked as UTF-8.
             let name = String::from_utf8_lossy(raw);
             let name = name.trim();
             let column = if name == "id" {
                 None
             } else {
                 Some(table.column(name).with_context(|| {
+                    // A file without its header row has data here: in a table with
+                    // secrets, the field is named by position, never quoted.
+                    let which = if table.has_secret() {
+                        format!(
+                            "column {} of the header is not a column of table {} \
+                             (is the header row missing?)",
+                            i + 1,
+                            table.name()
+                        )
+                    } else {
+                        format!("unknown column {name:?} for table {}", table.name())
+                    };
                     format!(
-                        "line 1: unknown column {name:?} for table {}; its columns are id, {}",
-                        table.name(),
+                        "line {line}: {which}; its columns are id, {}{hint}",
                         column_names(table)
                     )
                 })?)
@@ -116,7 +133,7 @@ impl Source {
                 Some(column) => fields.contains(&Some(column)),
             };
             if taken {
-                bail!("line 1: column {name:?} is named twice");
+                bail!("line {line}: column {name:?} is named twice");
             }
             fields.push(column);
         }
@@ -124,7 +141,7 @@ impl Source {
         for column in table.columns() {
             if column.need != Need::Optional && !header.has(column.name) {
                 bail!(
-                    "line 1: column {:?} is missing; table {} needs {}",
+                    "line {line}: column {:?} is missing; table {} needs {}{hint}",
                     column.name,
                     table.name(),
                     table
@@ -149,66 +166,80 @@ impl Source {
             })
             .collect();
         Ok(Source {
-            reader,
+            file,
             header,
             present,
             positions,
+            secret: table.has_secret(),
             record: csv::ByteRecord::new(),
         })
     }
 
     /// Bytes of the file read so far.
     pub fn bytes_read(&self) -> u64 {
-        self.reader.position().byte()
+        self.file.bytes_read()
     }
 
     /// The next record: `Ok(None)` at the end of the file, `Err` when the file cannot
     /// be read any further.
-    pub fn next_row(&mut self) -> anyhow::Result<Option<Result<Row, Rejection>>> {
-        let more = self
-            .reader
-            .read_byte_record(&mut self.record)
-            .context("cannot read the file")?;
-        if !more {
+    pub fn next_row(&mut self) -> anyhow::Result<Option<Row>> {
+        let Some(line) = self.file.next(&mut self.record)? else {
             return Ok(None);
-        }
-        let line = self.record.position().map_or(0, csv::Position::line);
+        };
         Ok(Some(self.row(line)))
     }
 
-    fn row(&self, line: u64) -> Result<Row, Rejection> {
-        let reject = |reason: String| Rejection { line, reason };
+    /// The record as a row; a bad one keeps only its key (when it has one) and the
+    /// reason, so that it is reported, in line order, with those the database finds.
+    ///
+    /// In a table with a pass-code column no reason quotes a value: a header naming
+    /// the columns in another order than the rows puts pass codes and codes under any
+    /// name.
+    fn row(&self, line: u64) -> Row {
         let expected = self.header.fields.len();
         if self.record.len() != expected {
-            return Err(reject(format!(
-                "{} fields where the header has {expected}",
-                self.record.len()
-            )));
+            return Row {
+                line,
+                bad: Some(format!(
+                    "{} field{} where the header has {expected}",
+                    self.record.len(),
+                    if self.record.len() == 1 { "" } else { "s" }
+                )),
+                id: None,
+                values: vec![None; self.positions.len()],
+                pass: None,
+            };
         }
-        let text = |i: usize| -> Result<&str, Rejection> {
+        // Not reached for a file `csv_file::check` passed, unless it changed since.
+        let text = |i: usize| -> Result<&str, String> {
             std::str::from_utf8(&self.record[i]).map_err(|_| {
                 let name = self.header.fields[i].map_or("id", |c| c.name);
-                reject(format!("{name} is not valid UTF-8"))
+                format!("{name} is not valid UTF-8")
             })
         };
         let mut bad = None;
-        let id = match self.header.id {
-            Some(i) => match text(i)? {
-                "" => None,
-                value => match parse_id(value) {
-                    Some(id) => Some(id),
-                    None => {
-                        bad = Some("id is not 32 hex digits or a UUID".to_owned());
-                        None
-                    }
-                },
-            },
-            None => None,
+        let id = match self.header.id.map(text) {
+            None | Some(Ok("")) => None,
+            Some(Ok(value)) => parse_id(value).or_else(|| {
+                bad = Some("id is not 32 hex digits or a UUID".to_owned());
+                None
+            }),
+            Some(Err(reason)) => {
+                bad = Some(reason);
+                None
+            }
         };
         let mut values = Vec::with_capacity(self.positions.len());
         let mut pass = None;
         for (column, &i) in self.present.iter().zip(&self.positions) {
-            let value = text(i)?;
+            let value = match text(i) {
+                Ok(value) => value,
+                Err(reason) => {
+                    bad.get_or_insert(reason);
+                    values.push(None);
+                    continue;
+                }
+            };
             if value.is_empty() {
                 if column.need != Need::Optional {
                     bad.get_or_insert_with(|| format!("{} is empty", column.name));
@@ -216,7 +247,7 @@ impl Source {
                 values.push(None);
                 continue;
             }
-            if let Some(reason) = refuse(column, value) {
+            if let Some(reason) = refuse(column, value, !self.secret) {
                 bad.get_or_insert(reason);
             }
             if column.check == Check::Secret {
@@ -243,13 +274,13 @@ impl Source {
             values.iter_mut().skip(1).for_each(|v| *v = None);
             pass = None;
         }
-        Ok(Row {
+        Row {
             line,
             bad,
             id,
             values,
             pass,
-        })
+        }
     }
 }
 

@@ -30,8 +30,18 @@ pub struct Summary {
     pub unchanged: u64,
     /// Rows rejected.
     pub rejected: u64,
-    /// Argon2 runs made for pass codes and passwords.
+    /// Pass codes and passwords in clear given a new Argon2 hash.
     pub hashed: u64,
+    /// Pass codes and passwords in clear that the stored hash already verified: that
+    /// hash is kept (checking it is an Argon2 run too).
+    pub kept: u64,
+    /// Pass codes and passwords given as Argon2 PHC strings, stored as they are.
+    pub given: u64,
+}
+
+/// `n` with the singular or plural noun: "1 row", "2 rows".
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 impl Summary {
@@ -43,10 +53,24 @@ impl Summary {
         } else {
             0.0
         };
+        let secrets = if self.hashed + self.kept + self.given > 0 {
+            format!(
+                "{} hashed, {} kept (the stored hash matched), {} given as hashes; ",
+                count(self.hashed, "pass code", "pass codes"),
+                self.kept,
+                self.given
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "{table}: {} rows read: {} inserted, {} updated, {} unchanged, {} rejected \
-             ({} pass codes hashed; {secs:.1} s, {rate:.0} rows/s)",
-            self.rows, self.inserted, self.updated, self.unchanged, self.rejected, self.hashed
+            "{table}: {} read: {} inserted, {} updated, {} unchanged, {} rejected \
+             ({secrets}{secs:.1} s, {rate:.0} rows/s)",
+            count(self.rows, "row", "rows"),
+            self.inserted,
+            self.updated,
+            self.unchanged,
+            self.rejected
         )
     }
 }
@@ -133,8 +157,9 @@ impl Progress {
                                 last_line = Instant::now();
                                 let percent = bytes as f64 * 100.0 / total.max(1) as f64;
                                 eprintln!(
-                                    "import: {rows} rows read ({percent:.0} % of the file), \
-                                     {rate:.0} rows/s, {rejected} rejected so far"
+                                    "import: {} read ({percent:.0} % of the file), \
+                                     {rate:.0} rows/s, {rejected} rejected so far",
+                                    count(rows, "row", "rows")
                                 );
                             }
                             None => {}

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use futures_util::TryStreamExt as _;
 use sqlx::{PgConnection, PgPool, Row as _};
 
 use super::read::{Header, Pass, Row};
@@ -83,42 +84,68 @@ fn field(value: Option<&str>, out: &mut Vec<u8>) {
     }
 }
 
-/// The rows the database refuses, each once (with the first reason found), by line:
-/// refused while reading, a natural key or id already on an earlier line, an id of
-/// another row, an unknown reference, a unique value on an earlier line or on another
-/// row of the table.
-pub async fn rejections(
+/// The temporary table of the rows refused, one reason each (dropped at commit).
+const REJECTED: &str = "import_rejected";
+
+/// Finds the rows to refuse, each once (with the first reason found), and removes them
+/// from the stage: refused while reading, a natural key or id already on an earlier
+/// line, an id of another row, an unknown reference, a unique value on an earlier line
+/// or on another row of the table. Each goes to `report` in line order, streamed from
+/// the database so that no list of them is held here. Returns how many there were.
+pub async fn reject(
     conn: &mut PgConnection,
     table: Table,
     header: &Header,
-) -> sqlx::Result<Vec<Rejection>> {
+    report: &mut (dyn FnMut(Rejection) + Send),
+) -> sqlx::Result<u64> {
     sqlx::query(&format!("ANALYZE {STAGE}"))
         .execute(&mut *conn)
         .await?;
-    let sql = checks(table, header);
-    let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
-    let mut out: Vec<Rejection> = Vec::new();
-    for row in rows {
-        let line: i64 = row.try_get(0)?;
-        let reason: String = row.try_get(1)?;
-        let line = u64::try_from(line).unwrap_or_default();
-        // Ordered by line, then by the order of the checks: keep the first reason.
-        if out.last().is_none_or(|last| last.line != line) {
-            out.push(Rejection { line, reason });
+    sqlx::query(&format!(
+        "CREATE TEMP TABLE {REJECTED} ON COMMIT DROP AS \
+         SELECT DISTINCT ON (line) line, reason FROM ({}) AS c (line, reason, rank) \
+         ORDER BY line, rank",
+        checks(table, header)
+    ))
+    .execute(&mut *conn)
+    .await?;
+    let mut count = 0;
+    {
+        let sql = format!("SELECT line, reason FROM {REJECTED} ORDER BY line");
+        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await? {
+            let line: i64 = row.try_get(0)?;
+            let reason: String = row.try_get(1)?;
+            count += 1;
+            report(Rejection {
+                line: u64::try_from(line).unwrap_or_default(),
+                reason,
+            });
         }
     }
-    Ok(out)
+    sqlx::query(&format!(
+        "DELETE FROM {STAGE} s USING {REJECTED} r WHERE s.line = r.line"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    Ok(count)
 }
 
-/// The query behind [`rejections`].
+/// The query behind [`reject`]: (line, reason, rank) of every finding. In a table with
+/// a secret column no reason quotes a value of the file (see `Table::has_secret`).
 fn checks(table: Table, header: &Header) -> String {
     let t = table.name();
     let key = table.key().name;
+    let quote = !table.has_secret();
     let mut parts = vec![
         format!("SELECT line, bad, 1 FROM {STAGE} WHERE bad IS NOT NULL"),
         later_lines(
             key,
-            &format!("format('{key} %L is already on line %s', v, first)"),
+            &if quote {
+                format!("format('{key} %L is already on line %s', v, first)")
+            } else {
+                format!("format('{key} is the same as on line %s', first)")
+            },
             2,
             false,
         ),
@@ -130,6 +157,7 @@ fn checks(table: Table, header: &Header) -> String {
             3,
             true,
         ));
+        // The key quoted here is the stored row's, not a value of the file.
         parts.push(format!(
             "SELECT s.line, format('id already belongs to the {t} row with {key} %L', t.{key}), 3 \
              FROM {STAGE} s JOIN {t} t ON t.id = s.id \
@@ -139,8 +167,13 @@ fn checks(table: Table, header: &Header) -> String {
     for column in header.present(table) {
         if let Check::Reference(reference) = column.check {
             let name = column.name;
+            let reason = if quote {
+                format!("format('unknown {name} %L', s.{name})")
+            } else {
+                format!("'{name} names no {} row'", reference.table)
+            };
             parts.push(format!(
-                "SELECT s.line, format('unknown {name} %L', s.{name}), 4 FROM {STAGE} s \
+                "SELECT s.line, {reason}, 4 FROM {STAGE} s \
                  WHERE s.bad IS NULL AND s.{name} IS NOT NULL AND NOT EXISTS \
                  (SELECT 1 FROM {} r WHERE r.{} = s.{name})",
                 reference.table, reference.key
@@ -161,10 +194,7 @@ fn checks(table: Table, header: &Header) -> String {
              WHERE s.bad IS NULL AND t.{key} IS DISTINCT FROM s.{key}"
         ));
     }
-    format!(
-        "SELECT line, reason FROM ({}) AS c (line, reason, rank) ORDER BY line, rank",
-        parts.join(" UNION ALL ")
-    )
+    parts.join(" UNION ALL ")
 }
 
 /// The rows whose `column` value is on an earlier line too, with `reason` built from
@@ -177,17 +207,6 @@ fn later_lines(column: &str, reason: &str, rank: u8, only_good: bool) -> String 
          min(line) OVER (PARTITION BY {column}) AS first FROM {STAGE} \
          WHERE {column} IS NOT NULL{filter}) AS d WHERE line <> first"
     )
-}
-
-/// Removes the rejected `lines` from the stage.
-pub async fn drop_lines(conn: &mut PgConnection, lines: &[i64]) -> sqlx::Result<()> {
-    if !lines.is_empty() {
-        sqlx::query(&format!("DELETE FROM {STAGE} WHERE line = ANY($1)"))
-            .bind(lines)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
 }
 
 /// The stored hashes of the rows of `table` whose natural key is in `keys`, by key

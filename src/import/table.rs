@@ -251,26 +251,38 @@ impl Table {
         }
     }
 
+    /// Whether the table has a pass-code or password column. A header naming the
+    /// columns in another order than its rows then puts secrets under any column's
+    /// name, so messages about such a file quote no value at all.
+    pub fn has_secret(self) -> bool {
+        self.columns().iter().any(|c| c.check == Check::Secret)
+    }
+
     /// The column of the CSV named `name`, if the table takes it.
     pub fn column(self, name: &str) -> Option<&'static Column> {
         self.columns().iter().find(|c| c.name == name)
     }
 }
 
-/// Why `value` (non-empty) cannot go into `column`, if it cannot.
-pub fn refuse(column: &Column, value: &str) -> Option<String> {
+/// Why `value` (non-empty) cannot go into `column`, if it cannot; the value is quoted
+/// only when `quote` is set (never in a table with a secret column).
+pub fn refuse(column: &Column, value: &str, quote: bool) -> Option<String> {
+    let name = column.name;
+    let shown = if quote {
+        format!(" {value:?}")
+    } else {
+        String::new()
+    };
     if value.contains('\0') {
-        return Some(format!("{} contains a NUL character", column.name));
+        return Some(format!("{name} contains a NUL character"));
     }
     match column.check {
         Check::Upper if value != value.to_uppercase() => {
-            Some(format!("{} {value:?} is not upper-case", column.name))
+            Some(format!("{name}{shown} is not upper-case"))
         }
-        Check::OneOf(states) if !states.contains(&value) => Some(format!(
-            "{} {value:?} is not one of {}",
-            column.name,
-            states.join(", ")
-        )),
+        Check::OneOf(states) if !states.contains(&value) => {
+            Some(format!("{name}{shown} is not one of {}", states.join(", ")))
+        }
         _ => None,
     }
 }
@@ -300,13 +312,14 @@ mod tests {
             .column("life_cycle_state")
             .copied()
             .expect("column");
-        assert!(refuse(&state, "EFFECTIVE").is_none());
-        assert!(refuse(&state, "effective").is_some());
+        assert!(refuse(&state, "EFFECTIVE", true).is_none());
+        assert!(refuse(&state, "effective", true).is_some_and(|r| r.contains("effective")));
+        assert!(refuse(&state, "effective", false).is_some_and(|r| !r.contains("effective")));
         let account_state = Table::AccountsReceivable
             .column("life_cycle_state")
             .copied()
             .expect("column");
-        assert!(refuse(&account_state, "ON_HOLD").is_none());
-        assert!(refuse(&account_state, "On hold").is_some());
+        assert!(refuse(&account_state, "ON_HOLD", true).is_none());
+        assert!(refuse(&account_state, "On hold", true).is_some());
     }
 }

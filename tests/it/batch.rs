@@ -63,7 +63,7 @@ pub(crate) fn batch_command(prefix: &str, input: &Path, output: &Path, extra: &[
 }
 
 /// Runs `batch` to its end (at most 120 s).
-async fn run_batch(prefix: &str, input: &Path, output: &Path, extra: &[&str]) -> Output {
+pub(crate) async fn run_batch(prefix: &str, input: &Path, output: &Path, extra: &[&str]) -> Output {
     let mut command = batch_command(prefix, input, output, extra);
     let run = tokio::task::spawn_blocking(move || command.output().expect("run batch"));
     tokio::time::timeout(Duration::from_secs(120), run)
@@ -226,9 +226,19 @@ async fn a_job_that_cannot_run_or_finish_exits_two() {
         .await
         .expect("join");
     assert_eq!(run.status.code(), Some(2));
-    // No worker ever declared the queue.
+    // No worker ever declared the queue (a wrong QUEUE_PREFIX): said so, without
+    // suggesting --resume, and no empty output left behind.
     let run = run_batch(&prefix, &input, &scratch.path("o4"), &[]).await;
     assert_eq!(run.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains(&format!(
+            "the request queue {prefix}.authenticate.batch does not exist"
+        )) && err.contains("check QUEUE_PREFIX"),
+        "{err}"
+    );
+    assert!(!err.contains("--resume") && !err.contains("lapin"), "{err}");
+    assert!(!scratch.path("o4").exists());
     // A queue nobody consumes: the reply never comes within --timeout.
     let conn = Connection::connect(AMQP_URL, Default::default())
         .await

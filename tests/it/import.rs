@@ -24,14 +24,14 @@ const SAMPLES: &[&str] = &[
 ];
 
 /// What one run of the binary gave.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `tucano-auth ARGS` on `database`, with `stdin` on its standard input.
-async fn tucano(database: &str, args: &[&str], stdin: Option<&str>) -> Run {
+pub(crate) async fn tucano(database: &str, args: &[&str], stdin: Option<&str>) -> Run {
     let env = [
         ("DATABASE_URL", format!("{PG_SERVER}/{database}")),
         ("CRM_TOKEN_SECRET", CRM_SECRET.to_owned()),
@@ -106,16 +106,16 @@ fn sample(table: &str) -> PathBuf {
 }
 
 /// A CSV file of the test's own, removed when dropped.
-struct TempCsv(PathBuf);
+pub(crate) struct TempCsv(PathBuf);
 
 impl TempCsv {
-    fn new(text: &str) -> TempCsv {
+    pub(crate) fn new(text: &str) -> TempCsv {
         let path = std::env::temp_dir().join(format!("{}.csv", crate::helpers::unique("csv")));
         std::fs::write(&path, text).expect("write the CSV");
         TempCsv(path)
     }
 
-    fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         self.0.to_str().expect("UTF-8 path")
     }
 }
@@ -126,11 +126,11 @@ impl Drop for TempCsv {
     }
 }
 
-async fn import(worker: &TestWorker, file: &str, table: &str) -> Run {
+pub(crate) async fn import(worker: &TestWorker, file: &str, table: &str) -> Run {
     tucano(&worker.db_name, &["import", file, "--table", table], None).await
 }
 
-async fn import_samples(worker: &TestWorker) {
+pub(crate) async fn import_samples(worker: &TestWorker) {
     for table in SAMPLES {
         let run = import(worker, sample(table).to_str().expect("path"), table).await;
         assert_eq!(run.code, 0, "{table}: {}{}", run.stdout, run.stderr);
@@ -389,9 +389,14 @@ async fn bad_rows_are_reported_by_line_and_the_rest_loads() {
         "line 2: authentication_code already belongs to another access_tokens row",
         "line 3: id is not 32 hex digits or a UUID",
         "line 5: authentication_code is the same as on line 4",
-        "line 6: life_cycle_state \"SUSPENDED\" is not one of EFFECTIVE, NOT_EFFECTIVE, PENDING_VERIFICATION",
+        // A table with pass codes: no value is quoted (see strict_csv.rs).
+        "line 6: life_cycle_state is not one of EFFECTIVE, NOT_EFFECTIVE, PENDING_VERIFICATION",
     ] {
-        assert!(run.stderr.contains(expected), "{expected:?} in {}", run.stderr);
+        assert!(
+            run.stderr.contains(expected),
+            "{expected:?} in {}",
+            run.stderr
+        );
     }
     assert!(
         !run.stderr.contains("AUTH-NEW"),

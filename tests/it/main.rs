@@ -34,4 +34,5 @@ mod rotation;
 mod routing;
 mod shutdown;
 mod standby;
+mod strict_csv;
 mod tls;
