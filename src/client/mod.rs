@@ -401,7 +401,12 @@ impl Client {
             Queue::Batch => self.names.batch.as_str(),
         };
         let lost = |err: lapin::Error| ClientError::Connection(err.to_string());
-        let channel = self.connection.create_channel().await.map_err(lost)?;
+        let channel = self
+            .session()
+            .connection
+            .create_channel()
+            .await
+            .map_err(lost)?;
         let declared = channel
             .queue_declare(
                 name.into(),
