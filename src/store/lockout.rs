@@ -1,23 +1,31 @@
 //! The brute-force lockout of pass codes (contract section 14, "Guessing").
 //!
 //! Pass codes are often 4-digit PINs: at the machine's Argon2 rate every PIN would
-//! fall in about a minute and a half. So wrong pass codes are counted per identifier
-//! in the table `pass_code_failures`, on the primary database (`DATABASE_URL`, never a
+//! fall in about a minute and a half. So tries are counted per identifier in the
+//! table `pass_code_failures`, on the primary database (`DATABASE_URL`, never a
 //! read-only standby), which every worker shares: spreading tries over many workers
 //! does not help an attacker.
 //!
-//! - After `max_failures` wrong pass codes for one identifier, each less than `window`
-//!   after the one before, that identifier is locked: its attempts are answered
-//!   `AUTHENTICATION_FAILED` (the code of a wrong pass code, so a lockout reveals
-//!   nothing) without running Argon2, the right pass code included.
-//! - The lock ends once `window` has passed since the last failure; the next failure
-//!   then starts a new count. Attempts refused while locked are not failures: they do
-//!   not extend the lock.
-//! - A right pass code deletes the count.
+//! - A try is counted before its pass code is verified, in one statement
+//!   ([`Lockout::take`]) that either takes one of the identifier's `max_failures`
+//!   tries of the window or refuses. Counting after the verdict let every try of a
+//!   burst see "not locked" while the others were still in Argon2: 99 wrong pass codes
+//!   published at once were all verified. Now, however tries arrive (at once, over
+//!   many workers), at most `max_failures` are verified per identifier and window.
+//! - A refused try is answered `AUTHENTICATION_FAILED` (the code of a wrong pass code,
+//!   so a lockout reveals nothing) after as long as a verification, the right pass
+//!   code included.
+//! - The lock ends once `window` has passed since the last counted try; the next try
+//!   then starts a new count. Refused tries are not counted: they do not extend the
+//!   lock.
+//! - A right pass code deletes the count: a try counted and then found right was
+//!   never a failure. A wrong one stays counted, so the row's `failures` are the tries
+//!   not (yet) found right.
 //!
 //! Identifiers that exist nowhere are counted like the others, so a lockout tells
 //! nothing about which identifiers exist. Times are the database's (`now()`), so
-//! workers with skewed clocks agree.
+//! workers with skewed clocks agree. A worker that stops between counting a try and
+//! its verdict leaves it counted: the error is on the side of the lock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,49 +79,76 @@ impl Lockout {
         }
     }
 
-    /// Whether `identifier` is locked now: `None` when it has no count at all (nothing
-    /// to reset after a success), `Some(locked)` otherwise.
-    pub async fn is_locked(&self, holder: Holder, identifier: &str) -> Result<Option<bool>, Error> {
-        let locked: Option<bool> = sqlx::query_scalar(
-            "SELECT failures >= $3 AND last_failure > now() - make_interval(secs => $4) \
-             FROM pass_code_failures WHERE holder = $1 AND identifier = $2",
-        )
-        .bind(holder.column())
-        .bind(identifier)
-        .bind(self.max_failures)
-        .bind(self.window_seconds)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(from_sqlx)?;
-        Ok(locked)
-    }
-
-    /// Counts a wrong pass code for `identifier`: one more if the last failure is less
-    /// than the window ago, else a new count of one. The failure that reaches
-    /// `max_failures` starts a lockout, which is counted and logged.
-    pub async fn record_failure(&self, holder: Holder, identifier: &str) -> Result<(), Error> {
-        let failures: i32 = sqlx::query_scalar(
+    /// Counts a try for `identifier`, before its pass code is verified: a new count of
+    /// one if the last counted try is `window` ago or more (or there is none), else
+    /// one more, unless `max_failures` tries are already counted, in which case the
+    /// try is refused (`None`) and nothing changes.
+    ///
+    /// One statement: `INSERT … ON CONFLICT DO UPDATE` locks the identifier's row and
+    /// evaluates the condition on its latest version, so concurrent tries, on this
+    /// worker or another, each see the count the one before left.
+    pub async fn take(&self, holder: Holder, identifier: &str) -> Result<Option<Slot>, Error> {
+        let count: Option<i32> = sqlx::query_scalar(
             "INSERT INTO pass_code_failures AS f (holder, identifier, failures, last_failure) \
              VALUES ($1, $2, 1, now()) \
              ON CONFLICT (holder, identifier) DO UPDATE SET \
                  failures = CASE WHEN f.last_failure > now() - make_interval(secs => $3) \
                                  THEN f.failures + 1 ELSE 1 END, \
                  last_failure = now() \
+             WHERE f.failures < $4 OR f.last_failure <= now() - make_interval(secs => $3) \
              RETURNING failures",
         )
         .bind(holder.column())
         .bind(identifier)
         .bind(self.window_seconds)
+        .bind(self.max_failures)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(count.map(|count| Slot { count }))
+    }
+
+    /// Settles a try [`Lockout::take`] counted, once its pass code is verified: a right
+    /// one deletes the count; a wrong one stays counted, and if it was the last try of
+    /// the window, a lockout begins, which is counted and logged.
+    pub async fn settle(
+        &self,
+        holder: Holder,
+        identifier: &str,
+        slot: Slot,
+        matched: bool,
+    ) -> Result<(), Error> {
+        if matched {
+            sqlx::query("DELETE FROM pass_code_failures WHERE holder = $1 AND identifier = $2")
+                .bind(holder.column())
+                .bind(identifier)
+                .execute(&self.pool)
+                .await
+                .map_err(from_sqlx)?;
+            return Ok(());
+        }
+        if slot.count < self.max_failures {
+            return Ok(());
+        }
+        // The last try of the window was wrong. Unless a right pass code, verified
+        // meanwhile, deleted the count, the identifier is now locked.
+        let locked: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM pass_code_failures \
+             WHERE holder = $1 AND identifier = $2 AND failures >= $3)",
+        )
+        .bind(holder.column())
+        .bind(identifier)
+        .bind(self.max_failures)
         .fetch_one(&self.pool)
         .await
         .map_err(from_sqlx)?;
-        if failures == self.max_failures {
+        if locked {
             metrics::counter!(PASS_CODE_LOCKOUTS).increment(1);
             // Not the identifier: like every credential field it stays out of the log
             // (the table says which one it is).
             tracing::warn!(
                 holder = holder.column(),
-                failures,
+                failures = slot.count,
                 lockout_seconds = self.window_seconds,
                 "pass code locked after repeated wrong pass codes"
             );
@@ -121,16 +156,28 @@ impl Lockout {
         Ok(())
     }
 
-    /// Forgets the failures of `identifier`, after its right pass code.
-    pub async fn reset(&self, holder: Holder, identifier: &str) -> Result<(), Error> {
-        sqlx::query("DELETE FROM pass_code_failures WHERE holder = $1 AND identifier = $2")
-            .bind(holder.column())
+    /// The `number` of the credential whose identifier is `identifier`, for a log line
+    /// about it; `None` when there is none or it cannot be read.
+    pub async fn number(&self, holder: Holder, identifier: &str) -> Option<String> {
+        let statement = match holder {
+            Holder::AccessToken => "SELECT number FROM access_tokens WHERE identifier = $1",
+            Holder::Medium => {
+                "SELECT number FROM customer_identification_mediums WHERE identifier = $1"
+            }
+        };
+        sqlx::query_scalar(statement)
             .bind(identifier)
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await
-            .map_err(from_sqlx)?;
-        Ok(())
+            .ok()
+            .flatten()
     }
+}
+
+/// A try [`Lockout::take`] counted: the `count`-th of its identifier's window.
+#[derive(Clone, Copy, Debug)]
+pub struct Slot {
+    count: i32,
 }
 
 /// Connection trouble is [`Error::Unavailable`], retried like the lookup's; anything

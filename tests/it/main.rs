@@ -12,6 +12,7 @@ mod codes;
 mod examples;
 mod faults;
 mod fixtures;
+mod guessing;
 mod helpers;
 mod hostile;
 mod import;
