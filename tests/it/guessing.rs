@@ -38,7 +38,7 @@ async fn verifications(addr: SocketAddr, result: &str) -> u64 {
 
 /// Waits for `n` replies in the reply queue (at most a window) and tallies them by
 /// status code.
-async fn replies(run: &BinaryRun, n: usize) -> BTreeMap<String, usize> {
+pub(crate) async fn replies(run: &BinaryRun, n: usize) -> BTreeMap<String, usize> {
     let deadline = Instant::now() + WINDOW;
     let mut codes = BTreeMap::new();
     let mut taken = 0;

@@ -24,14 +24,14 @@ const SAMPLES: &[&str] = &[
 ];
 
 /// What one run of the binary gave.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// Runs `tucano-auth ARGS` on `database`, with `stdin` on its standard input.
-async fn tucano(database: &str, args: &[&str], stdin: Option<&str>) -> Run {
+pub(crate) async fn tucano(database: &str, args: &[&str], stdin: Option<&str>) -> Run {
     let env = [
         ("DATABASE_URL", format!("{PG_SERVER}/{database}")),
         ("CRM_TOKEN_SECRET", CRM_SECRET.to_owned()),
@@ -106,16 +106,16 @@ fn sample(table: &str) -> PathBuf {
 }
 
 /// A CSV file of the test's own, removed when dropped.
-struct TempCsv(PathBuf);
+pub(crate) struct TempCsv(PathBuf);
 
 impl TempCsv {
-    fn new(text: &str) -> TempCsv {
+    pub fn new(text: &str) -> TempCsv {
         let path = std::env::temp_dir().join(format!("{}.csv", crate::helpers::unique("csv")));
         std::fs::write(&path, text).expect("write the CSV");
         TempCsv(path)
     }
 
-    fn path(&self) -> &str {
+    pub fn path(&self) -> &str {
         self.0.to_str().expect("UTF-8 path")
     }
 }

@@ -31,4 +31,5 @@ mod rotation;
 mod routing;
 mod shutdown;
 mod standby;
+mod stored_hashes;
 mod tls;
