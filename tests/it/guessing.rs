@@ -25,15 +25,24 @@ fn attempt(pass_code: &str) -> String {
     json!({"token": SESSION_TOKEN, "access_token_identifier": {"identifier": ACCESS_TOKEN_IDENTIFIER, "pass_code": pass_code}}).to_string()
 }
 
-/// `tucano_auth_pass_code_verifications_total{result}` of the worker at `addr`, 0
+/// The value of `series` (a metric's name and labels) on the worker at `addr`, 0
 /// while it is not exported.
-async fn verifications(addr: SocketAddr, result: &str) -> u64 {
+async fn counter(addr: SocketAddr, series: &str) -> u64 {
     let (status, body) = http_get(addr, "/metrics").await.expect("/metrics answers");
     assert_eq!(status, 200);
-    let series = format!("tucano_auth_pass_code_verifications_total{{result=\"{result}\"}} ");
+    let series = format!("{series} ");
     body.lines()
         .find_map(|line| line.strip_prefix(&series))
         .map_or(0, |value| value.trim().parse().expect("a counter value"))
+}
+
+/// `tucano_auth_pass_code_verifications_total{result}` of the worker at `addr`.
+async fn verifications(addr: SocketAddr, result: &str) -> u64 {
+    counter(
+        addr,
+        &format!("tucano_auth_pass_code_verifications_total{{result=\"{result}\"}}"),
+    )
+    .await
 }
 
 /// Waits for `n` replies in the reply queue (at most a window) and tallies them by
@@ -115,16 +124,17 @@ async fn a_burst_over_three_workers_verifies_at_most_max_failures_wrong_pass_cod
     pool.close().await;
 
     let mut mismatches = Vec::new();
-    let mut matches = 0;
+    let (mut matches, mut lockouts) = (0, 0);
     for (_, addr, _) in &workers.0 {
         mismatches.push(verifications(*addr, "mismatch").await);
         matches += verifications(*addr, "match").await;
+        lockouts += counter(*addr, "tucano_auth_pass_code_lockouts_total").await;
     }
     let verified: u64 = mismatches.iter().sum::<u64>() + matches;
     eprintln!(
         "{WRONG} wrong pass codes over {WORKERS} workers in {burst_time:?}: {burst:?}; \
          verified {verified} (by worker {mismatches:?} mismatches, {matches} matches), \
-         counted {counted:?}; the right one then: {right_while_locked:?}"
+         counted {counted:?}, lockouts {lockouts}; the right one then: {right_while_locked:?}"
     );
 
     // Once the window has passed since the last failure (counted at the burst's start),
