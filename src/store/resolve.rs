@@ -273,8 +273,11 @@ async fn report_unusable(
     /// worst logs a credential again.
     static REPORTED: LazyLock<Mutex<HashSet<u64>>> = LazyLock::new(Default::default);
     const REMEMBERED: usize = 4096;
+    // Of the value's length and first bytes only: a stored value may be a gigabyte
+    // long, and hashing it all would stall the task thread.
+    let head = &stored.as_bytes()[..stored.len().min(pass_code::bounds::MAX_CHARS)];
     let mut fingerprint = DefaultHasher::new();
-    (holder_name(holder), identifier, stored).hash(&mut fingerprint);
+    (holder_name(holder), identifier, stored.len(), head).hash(&mut fingerprint);
     let fingerprint = fingerprint.finish();
     {
         let mut reported = REPORTED
