@@ -7,25 +7,28 @@
 //! does not help an attacker.
 //!
 //! - A try is counted before its pass code is verified, in one statement
-//!   ([`Lockout::take`]) that either takes one of the identifier's `max_failures`
-//!   tries of the window or refuses. Counting after the verdict let every try of a
+//!   ([`Lockout::take`]) that takes one of the identifier's `max_failures` tries of
+//!   the window, if one is neither spent on a wrong pass code (`failures`) nor held by
+//!   a try being verified (`pending`). Counting after the verdict let every try of a
 //!   burst see "not locked" while the others were still in Argon2: 99 wrong pass codes
 //!   published at once were all verified. Now, however tries arrive (at once, over
 //!   many workers), at most `max_failures` are verified per identifier and window.
-//! - A refused try is answered `AUTHENTICATION_FAILED` (the code of a wrong pass code,
-//!   so a lockout reveals nothing) after as long as a verification, the right pass
-//!   code included.
-//! - The lock ends once `window` has passed since the last counted try; the next try
+//! - With `max_failures` wrong pass codes counted, the identifier is locked: a try is
+//!   answered `AUTHENTICATION_FAILED` (the code of a wrong pass code, so a lockout
+//!   reveals nothing) after as long as a verification, the right pass code included.
+//!   While the tries left are all being verified, a try waits for one to settle: they
+//!   may be right (a client sending the same right pass code many times at once).
+//! - The lock ends once `window` has passed since the last try taken; the next try
 //!   then starts a new count. Refused tries are not counted: they do not extend the
 //!   lock.
-//! - A right pass code deletes the count: a try counted and then found right was
-//!   never a failure. A wrong one stays counted, so the row's `failures` are the tries
-//!   not (yet) found right.
+//! - A right pass code forgets the failures; a row with neither failures nor tries in
+//!   flight is deleted.
 //!
 //! Identifiers that exist nowhere are counted like the others, so a lockout tells
 //! nothing about which identifiers exist. Times are the database's (`now()`), so
-//! workers with skewed clocks agree. A worker that stops between counting a try and
-//! its verdict leaves it counted: the error is on the side of the lock.
+//! workers with skewed clocks agree. A worker that stops between taking a try and
+//! its verdict leaves it pending until the window ends: the error is on the side of
+//! the lock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,23 +82,27 @@ impl Lockout {
         }
     }
 
-    /// Counts a try for `identifier`, before its pass code is verified: a new count of
-    /// one if the last counted try is `window` ago or more (or there is none), else
-    /// one more, unless `max_failures` tries are already counted, in which case the
-    /// try is refused (`None`) and nothing changes.
+    /// Takes a try for `identifier`, before its pass code is verified: one of the
+    /// `max_failures` of its window not yet spent on wrong pass codes or held by a try
+    /// being verified. A new window (both counts from zero) starts when `window` has
+    /// passed since the last try taken.
     ///
-    /// One statement: `INSERT … ON CONFLICT DO UPDATE` locks the identifier's row and
-    /// evaluates the condition on its latest version, so concurrent tries, on this
-    /// worker or another, each see the count the one before left.
-    pub async fn take(&self, holder: Holder, identifier: &str) -> Result<Option<Slot>, Error> {
-        let count: Option<i32> = sqlx::query_scalar(
-            "INSERT INTO pass_code_failures AS f (holder, identifier, failures, last_failure) \
-             VALUES ($1, $2, 1, now()) \
+    /// One statement: `INSERT … ON CONFLICT DO UPDATE … WHERE` locks the identifier's
+    /// row and evaluates the condition on its latest version, so concurrent tries, on
+    /// this worker or another, each see the counts the one before left.
+    pub async fn take(&self, holder: Holder, identifier: &str) -> Result<Take, Error> {
+        let taken: Option<i32> = sqlx::query_scalar(
+            "INSERT INTO pass_code_failures AS f \
+                 (holder, identifier, failures, pending, last_failure) \
+             VALUES ($1, $2, 0, 1, now()) \
              ON CONFLICT (holder, identifier) DO UPDATE SET \
                  failures = CASE WHEN f.last_failure > now() - make_interval(secs => $3) \
-                                 THEN f.failures + 1 ELSE 1 END, \
+                                 THEN f.failures ELSE 0 END, \
+                 pending = CASE WHEN f.last_failure > now() - make_interval(secs => $3) \
+                                THEN f.pending + 1 ELSE 1 END, \
                  last_failure = now() \
-             WHERE f.failures < $4 OR f.last_failure <= now() - make_interval(secs => $3) \
+             WHERE f.failures + f.pending < $4 \
+                OR f.last_failure <= now() - make_interval(secs => $3) \
              RETURNING failures",
         )
         .bind(holder.column())
@@ -105,50 +112,77 @@ impl Lockout {
         .fetch_optional(&self.pool)
         .await
         .map_err(from_sqlx)?;
-        Ok(count.map(|count| Slot { count }))
+        if taken.is_some() {
+            return Ok(Take::Slot(Slot));
+        }
+        // No try left: spent on wrong pass codes (locked), or held by tries still
+        // being verified (busy), which may yet turn out right.
+        let failures: Option<i32> = sqlx::query_scalar(
+            "SELECT failures FROM pass_code_failures WHERE holder = $1 AND identifier = $2",
+        )
+        .bind(holder.column())
+        .bind(identifier)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(match failures {
+            Some(failures) if failures >= self.max_failures => Take::Locked,
+            _ => Take::Busy,
+        })
     }
 
-    /// Settles a try [`Lockout::take`] counted, once its pass code is verified: a right
-    /// one deletes the count; a wrong one stays counted, and if it was the last try of
-    /// the window, a lockout begins, which is counted and logged.
+    /// Settles a try [`Lockout::take`] gave, once its pass code is verified: a right
+    /// one forgets the failures; a wrong one is counted, and the one that reaches
+    /// `max_failures` begins a lockout, which is counted and logged.
     pub async fn settle(
         &self,
         holder: Holder,
         identifier: &str,
-        slot: Slot,
+        _slot: Slot,
         matched: bool,
     ) -> Result<(), Error> {
         if matched {
-            sqlx::query("DELETE FROM pass_code_failures WHERE holder = $1 AND identifier = $2")
-                .bind(holder.column())
-                .bind(identifier)
-                .execute(&self.pool)
-                .await
-                .map_err(from_sqlx)?;
+            sqlx::query(
+                "UPDATE pass_code_failures SET failures = 0, pending = greatest(pending - 1, 0) \
+                 WHERE holder = $1 AND identifier = $2",
+            )
+            .bind(holder.column())
+            .bind(identifier)
+            .execute(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+            // Nothing counted and nothing in flight: the same as no row.
+            sqlx::query(
+                "DELETE FROM pass_code_failures \
+                 WHERE holder = $1 AND identifier = $2 AND failures = 0 AND pending = 0",
+            )
+            .bind(holder.column())
+            .bind(identifier)
+            .execute(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
             return Ok(());
         }
-        if slot.count < self.max_failures {
-            return Ok(());
-        }
-        // The last try of the window was wrong. Unless a right pass code, verified
-        // meanwhile, deleted the count, the identifier is now locked.
-        let locked: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT FROM pass_code_failures \
-             WHERE holder = $1 AND identifier = $2 AND failures >= $3)",
+        let failures: i32 = sqlx::query_scalar(
+            "INSERT INTO pass_code_failures AS f \
+                 (holder, identifier, failures, pending, last_failure) \
+             VALUES ($1, $2, 1, 0, now()) \
+             ON CONFLICT (holder, identifier) DO UPDATE SET \
+                 failures = f.failures + 1, pending = greatest(f.pending - 1, 0) \
+             RETURNING failures",
         )
         .bind(holder.column())
         .bind(identifier)
-        .bind(self.max_failures)
         .fetch_one(&self.pool)
         .await
         .map_err(from_sqlx)?;
-        if locked {
+        if failures == self.max_failures {
             metrics::counter!(PASS_CODE_LOCKOUTS).increment(1);
             // Not the identifier: like every credential field it stays out of the log
             // (the table says which one it is).
             tracing::warn!(
                 holder = holder.column(),
-                failures = slot.count,
+                failures,
                 lockout_seconds = self.window_seconds,
                 "pass code locked after repeated wrong pass codes"
             );
@@ -174,11 +208,20 @@ impl Lockout {
     }
 }
 
-/// A try [`Lockout::take`] counted: the `count`-th of its identifier's window.
-#[derive(Clone, Copy, Debug)]
-pub struct Slot {
-    count: i32,
+/// What [`Lockout::take`] found.
+#[derive(Debug)]
+pub enum Take {
+    /// A try to verify; settle it with [`Lockout::settle`].
+    Slot(Slot),
+    /// Locked: refuse the try unverified.
+    Locked,
+    /// Every try left is being verified now: ask again once one is settled.
+    Busy,
 }
+
+/// A try [`Lockout::take`] gave, held while its pass code is verified.
+#[derive(Debug)]
+pub struct Slot;
 
 /// Connection trouble is [`Error::Unavailable`], retried like the lookup's; anything
 /// else is [`Error::Internal`].

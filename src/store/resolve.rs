@@ -205,14 +205,7 @@ async fn check_credential(
             // code verifies against a missing row: there is nothing to guess, and
             // nothing PostgreSQL could store as its count.
             let slot = match storable(identifier) {
-                Some(_) => match lockout.take(holder, identifier).await? {
-                    Some(slot) => Some(slot),
-                    None => {
-                        // Locked: refused unverified, after as long as a verification.
-                        pass_code::pretend().await;
-                        return Err(Error::AuthenticationFailed);
-                    }
-                },
+                Some(_) => Some(take_try(lockout, holder, identifier).await?),
                 None => None,
             };
             // Verified even when the row is missing, so timing reveals nothing.
@@ -252,6 +245,37 @@ async fn check_credential(
             ),
             None => format!("{shown} leads to no active Tucano subscription"),
         })),
+    }
+}
+
+/// How long a try waits, at most, for the tries of its identifier being verified to
+/// settle, before it is answered `TEMPORARILY_UNAVAILABLE`.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A try of `identifier`'s pass code to verify, from the lockout. While every try left
+/// is being verified (a burst, or a client sending the same right pass code many times
+/// at once), it waits for one of them to settle, a verification's time at a time: a
+/// right pass code frees them all, wrong ones lock. A locked identifier is refused
+/// `AUTHENTICATION_FAILED` after as long as a verification.
+async fn take_try(
+    lockout: &Lockout,
+    holder: Holder,
+    identifier: &str,
+) -> Result<super::lockout::Slot, Error> {
+    use super::lockout::Take;
+    let deadline = tokio::time::Instant::now() + BUSY_WAIT;
+    loop {
+        match lockout.take(holder, identifier).await? {
+            Take::Slot(slot) => return Ok(slot),
+            Take::Locked => {
+                pass_code::pretend().await;
+                return Err(Error::AuthenticationFailed);
+            }
+            Take::Busy if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::PassCodeBacklogFull);
+            }
+            Take::Busy => pass_code::pretend().await,
+        }
     }
 }
 
