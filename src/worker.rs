@@ -108,6 +108,10 @@ pub async fn run_reloading(
     )?
     .with_pass_code_lockout(settings.pass_code_max_failures, settings.pass_code_lockout)
     .with_pass_code_backlog(usize::from(settings.pass_code_backlog));
+    // A first measure of how long a verification takes, which a try refused by the
+    // lockout waits for (see `pass_code::pretend`): without it, refused tries arriving
+    // before this worker's first verification would each run one.
+    let _measure = AbortOnDropHandle::new(tokio::spawn(store::pass_code::measure()));
     let _reloader = AbortOnDropHandle::new(tokio::spawn(
         Reloader::new(
             settings.jwt_keys.clone(),

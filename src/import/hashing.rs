@@ -15,24 +15,20 @@ use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
-use argon2::password_hash::{Output, PasswordHash, SaltString};
+use argon2::password_hash::{Output, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use uuid::Uuid;
 
 use super::read::{Pass, Row};
 use crate::secret::Secret;
+use crate::store::pass_code::bounds::{self, OutOfBounds};
 use crate::store::pass_code::verify_into;
 
-/// Whether `value` is an Argon2 PHC string the schema's check accepts and that the
-/// worker can verify against (parameters, salt and hash all there).
-pub fn is_phc(value: &str) -> bool {
-    let prefix_ok = ["$argon2id$", "$argon2i$", "$argon2d$"]
-        .iter()
-        .any(|p| value.starts_with(p));
-    prefix_ok
-        && PasswordHash::new(value).is_ok_and(|hash| {
-            hash.salt.is_some() && hash.hash.is_some() && Params::try_from(&hash).is_ok()
-        })
+/// Whether `value` is an Argon2 PHC string the worker will compute: within the same
+/// bounds the worker applies ([`bounds::usable`]), so that no imported row can abort
+/// or stall a worker. The error says which bound, never the value.
+pub fn check_phc(value: &str) -> Result<(), OutOfBounds> {
+    bounds::usable(value).map(|_| ())
 }
 
 /// One Argon2 job: the row's index, its clear value, the stored hash to try first.
@@ -131,9 +127,9 @@ fn settle_one(
     blocks: &mut Vec<Block>,
 ) -> anyhow::Result<String> {
     if let Some(stored) = stored {
-        let verified = PasswordHash::new(stored)
-            .ok()
-            .and_then(|hash| verify_into(clear.expose().as_bytes(), &hash, blocks));
+        // A stored hash outside the bounds (written by other means) is not computed:
+        // it is replaced like one that does not verify.
+        let verified = verify_into(clear.expose().as_bytes(), stored, blocks);
         if verified == Some(true) {
             return Ok(stored.to_owned());
         }
@@ -177,7 +173,7 @@ fn hash_into(clear: &str, blocks: &mut Vec<Block>) -> anyhow::Result<String> {
 mod tests {
     use super::*;
     use crate::store::pass_code;
-    use argon2::password_hash::PasswordVerifier as _;
+    use argon2::password_hash::{PasswordHash, PasswordVerifier as _};
 
     fn row(key: &str, pass: &str) -> Row {
         Row {
@@ -215,7 +211,7 @@ mod tests {
         assert_ne!(hashed(&rows[1]), stored_hash);
         assert!(verifies(hashed(&rows[1]), "9999"));
         assert!(verifies(hashed(&rows[2]), "1234"));
-        assert!(rows.iter().all(|r| is_phc(hashed(r))));
+        assert!(rows.iter().all(|r| check_phc(hashed(r)).is_ok()));
     }
 
     #[test]
@@ -230,8 +226,8 @@ mod tests {
 
     #[test]
     fn only_argon2_phc_strings_pass_as_hashes() {
-        assert!(is_phc(&pass_code::hash("x").unwrap()));
-        assert!(!is_phc("$argon2id$nonsense"));
-        assert!(!is_phc("$2b$12$abcdefghijklmnopqrstuv"));
+        assert!(check_phc(&pass_code::hash("x").unwrap()).is_ok());
+        assert!(check_phc("$argon2id$nonsense").is_err());
+        assert!(check_phc("$2b$12$abcdefghijklmnopqrstuv").is_err());
     }
 }

@@ -252,10 +252,10 @@ impl Source {
             }
             if column.check == Check::Secret {
                 pass = Some(if value.starts_with("$argon2") {
-                    if !super::hashing::is_phc(value) {
+                    if let Err(why) = super::hashing::check_phc(value) {
                         bad.get_or_insert_with(|| {
                             format!(
-                                "{} starts like an Argon2 PHC string but is not one",
+                                "{} is not an Argon2 hash the worker accepts: {why}",
                                 column.name
                             )
                         });

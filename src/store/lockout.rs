@@ -1,23 +1,34 @@
 //! The brute-force lockout of pass codes (contract section 14, "Guessing").
 //!
 //! Pass codes are often 4-digit PINs: at the machine's Argon2 rate every PIN would
-//! fall in about a minute and a half. So wrong pass codes are counted per identifier
-//! in the table `pass_code_failures`, on the primary database (`DATABASE_URL`, never a
+//! fall in about a minute and a half. So tries are counted per identifier in the
+//! table `pass_code_failures`, on the primary database (`DATABASE_URL`, never a
 //! read-only standby), which every worker shares: spreading tries over many workers
 //! does not help an attacker.
 //!
-//! - After `max_failures` wrong pass codes for one identifier, each less than `window`
-//!   after the one before, that identifier is locked: its attempts are answered
-//!   `AUTHENTICATION_FAILED` (the code of a wrong pass code, so a lockout reveals
-//!   nothing) without running Argon2, the right pass code included.
-//! - The lock ends once `window` has passed since the last failure; the next failure
-//!   then starts a new count. Attempts refused while locked are not failures: they do
-//!   not extend the lock.
-//! - A right pass code deletes the count.
+//! - A try is counted before its pass code is verified, in one statement
+//!   ([`Lockout::take`]) that takes one of the identifier's `max_failures` tries of
+//!   the window, if one is neither spent on a wrong pass code (`failures`) nor held by
+//!   a try being verified (`pending`). Counting after the verdict let every try of a
+//!   burst see "not locked" while the others were still in Argon2: 99 wrong pass codes
+//!   published at once were all verified. Now, however tries arrive (at once, over
+//!   many workers), at most `max_failures` are verified per identifier and window.
+//! - With `max_failures` wrong pass codes counted, the identifier is locked: a try is
+//!   answered `AUTHENTICATION_FAILED` (the code of a wrong pass code, so a lockout
+//!   reveals nothing) after as long as a verification, the right pass code included.
+//!   While the tries left are all being verified, a try waits for one to settle: they
+//!   may be right (a client sending the same right pass code many times at once).
+//! - The lock ends once `window` has passed since the last try taken; the next try
+//!   then starts a new count. Refused tries are not counted: they do not extend the
+//!   lock.
+//! - A right pass code forgets the failures; a row with neither failures nor tries in
+//!   flight is deleted.
 //!
 //! Identifiers that exist nowhere are counted like the others, so a lockout tells
 //! nothing about which identifiers exist. Times are the database's (`now()`), so
-//! workers with skewed clocks agree.
+//! workers with skewed clocks agree. A worker that stops between taking a try and
+//! its verdict leaves it pending until the window ends: the error is on the side of
+//! the lock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,39 +82,97 @@ impl Lockout {
         }
     }
 
-    /// Whether `identifier` is locked now: `None` when it has no count at all (nothing
-    /// to reset after a success), `Some(locked)` otherwise.
-    pub async fn is_locked(&self, holder: Holder, identifier: &str) -> Result<Option<bool>, Error> {
-        let locked: Option<bool> = sqlx::query_scalar(
-            "SELECT failures >= $3 AND last_failure > now() - make_interval(secs => $4) \
-             FROM pass_code_failures WHERE holder = $1 AND identifier = $2",
-        )
-        .bind(holder.column())
-        .bind(identifier)
-        .bind(self.max_failures)
-        .bind(self.window_seconds)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(from_sqlx)?;
-        Ok(locked)
-    }
-
-    /// Counts a wrong pass code for `identifier`: one more if the last failure is less
-    /// than the window ago, else a new count of one. The failure that reaches
-    /// `max_failures` starts a lockout, which is counted and logged.
-    pub async fn record_failure(&self, holder: Holder, identifier: &str) -> Result<(), Error> {
-        let failures: i32 = sqlx::query_scalar(
-            "INSERT INTO pass_code_failures AS f (holder, identifier, failures, last_failure) \
-             VALUES ($1, $2, 1, now()) \
+    /// Takes a try for `identifier`, before its pass code is verified: one of the
+    /// `max_failures` of its window not yet spent on wrong pass codes or held by a try
+    /// being verified. A new window (both counts from zero) starts when `window` has
+    /// passed since the last try taken.
+    ///
+    /// One statement: `INSERT … ON CONFLICT DO UPDATE … WHERE` locks the identifier's
+    /// row and evaluates the condition on its latest version, so concurrent tries, on
+    /// this worker or another, each see the counts the one before left.
+    pub async fn take(&self, holder: Holder, identifier: &str) -> Result<Take, Error> {
+        let taken: Option<i32> = sqlx::query_scalar(
+            "INSERT INTO pass_code_failures AS f \
+                 (holder, identifier, failures, pending, last_failure) \
+             VALUES ($1, $2, 0, 1, now()) \
              ON CONFLICT (holder, identifier) DO UPDATE SET \
                  failures = CASE WHEN f.last_failure > now() - make_interval(secs => $3) \
-                                 THEN f.failures + 1 ELSE 1 END, \
+                                 THEN f.failures ELSE 0 END, \
+                 pending = CASE WHEN f.last_failure > now() - make_interval(secs => $3) \
+                                THEN f.pending + 1 ELSE 1 END, \
                  last_failure = now() \
+             WHERE f.failures + f.pending < $4 \
+                OR f.last_failure <= now() - make_interval(secs => $3) \
              RETURNING failures",
         )
         .bind(holder.column())
         .bind(identifier)
         .bind(self.window_seconds)
+        .bind(self.max_failures)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        if taken.is_some() {
+            return Ok(Take::Slot(Slot));
+        }
+        // No try left: spent on wrong pass codes (locked), or held by tries still
+        // being verified (busy), which may yet turn out right.
+        let failures: Option<i32> = sqlx::query_scalar(
+            "SELECT failures FROM pass_code_failures WHERE holder = $1 AND identifier = $2",
+        )
+        .bind(holder.column())
+        .bind(identifier)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(match failures {
+            Some(failures) if failures >= self.max_failures => Take::Locked,
+            _ => Take::Busy,
+        })
+    }
+
+    /// Settles a try [`Lockout::take`] gave, once its pass code is verified: a right
+    /// one forgets the failures; a wrong one is counted, and the one that reaches
+    /// `max_failures` begins a lockout, which is counted and logged.
+    pub async fn settle(
+        &self,
+        holder: Holder,
+        identifier: &str,
+        _slot: Slot,
+        matched: bool,
+    ) -> Result<(), Error> {
+        if matched {
+            sqlx::query(
+                "UPDATE pass_code_failures SET failures = 0, pending = greatest(pending - 1, 0) \
+                 WHERE holder = $1 AND identifier = $2",
+            )
+            .bind(holder.column())
+            .bind(identifier)
+            .execute(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+            // Nothing counted and nothing in flight: the same as no row.
+            sqlx::query(
+                "DELETE FROM pass_code_failures \
+                 WHERE holder = $1 AND identifier = $2 AND failures = 0 AND pending = 0",
+            )
+            .bind(holder.column())
+            .bind(identifier)
+            .execute(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+            return Ok(());
+        }
+        let failures: i32 = sqlx::query_scalar(
+            "INSERT INTO pass_code_failures AS f \
+                 (holder, identifier, failures, pending, last_failure) \
+             VALUES ($1, $2, 1, 0, now()) \
+             ON CONFLICT (holder, identifier) DO UPDATE SET \
+                 failures = f.failures + 1, pending = greatest(f.pending - 1, 0) \
+             RETURNING failures",
+        )
+        .bind(holder.column())
+        .bind(identifier)
         .fetch_one(&self.pool)
         .await
         .map_err(from_sqlx)?;
@@ -121,17 +190,38 @@ impl Lockout {
         Ok(())
     }
 
-    /// Forgets the failures of `identifier`, after its right pass code.
-    pub async fn reset(&self, holder: Holder, identifier: &str) -> Result<(), Error> {
-        sqlx::query("DELETE FROM pass_code_failures WHERE holder = $1 AND identifier = $2")
-            .bind(holder.column())
+    /// The `number` of the credential whose identifier is `identifier`, for a log line
+    /// about it; `None` when there is none or it cannot be read.
+    pub async fn number(&self, holder: Holder, identifier: &str) -> Option<String> {
+        let statement = match holder {
+            Holder::AccessToken => "SELECT number FROM access_tokens WHERE identifier = $1",
+            Holder::Medium => {
+                "SELECT number FROM customer_identification_mediums WHERE identifier = $1"
+            }
+        };
+        sqlx::query_scalar(statement)
             .bind(identifier)
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await
-            .map_err(from_sqlx)?;
-        Ok(())
+            .ok()
+            .flatten()
     }
 }
+
+/// What [`Lockout::take`] found.
+#[derive(Debug)]
+pub enum Take {
+    /// A try to verify; settle it with [`Lockout::settle`].
+    Slot(Slot),
+    /// Locked: refuse the try unverified.
+    Locked,
+    /// Every try left is being verified now: ask again once one is settled.
+    Busy,
+}
+
+/// A try [`Lockout::take`] gave, held while its pass code is verified.
+#[derive(Debug)]
+pub struct Slot;
 
 /// Connection trouble is [`Error::Unavailable`], retried like the lookup's; anything
 /// else is [`Error::Internal`].

@@ -14,10 +14,15 @@
 //! them itself: the helper lowers its priority in a scheduling group of its own, which
 //! a thread cannot do (see [`serve_helper`]). If a helper cannot be started or dies,
 //! the thread runs the verification itself and starts a new helper later.
+//!
+//! A stored hash is computed only within the bounds of [`bounds`]; any other is
+//! verified like a missing one, against [`DUMMY_HASH`], so that no row can make a
+//! verification cost more than the most expensive one those bounds allow.
 
-use argon2::password_hash::Output;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, SaltString};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
+pub mod bounds;
+
+use argon2::password_hash::{PasswordHasher as _, SaltString};
+use argon2::{Argon2, Block, Params};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -70,7 +75,10 @@ static VERIFIERS: LazyLock<Option<mpsc::Sender<Job>>> = LazyLock::new(|| {
                     };
                     let verdict = verifier.run(stored.as_deref(), &pass_code);
                     if verdict == Verdict::Unreadable {
-                        tracing::warn!("a stored pass_code_hash is not a usable Argon2 PHC string");
+                        // The caller checked the bounds ([`bounds::usable`]), so this is
+                        // a hash whose memory could not be allocated (or a caller that
+                        // did not check): answered as a mismatch.
+                        tracing::warn!("a stored pass_code_hash could not be computed");
                     }
                     let _ = answer.send(verdict == Verdict::Match);
                 }
@@ -103,9 +111,97 @@ fn lower_priority() {
 /// Whether `pass_code` matches `stored` (an Argon2 PHC string). With no stored hash it
 /// verifies against [`DUMMY_HASH`] and answers `false`, taking the same time.
 ///
-/// A stored hash that does not parse is logged and treated like a missing one:
-/// answering anything else would tell the caller that the identifier exists.
+/// A stored hash outside the [`bounds`] is treated like a missing one (answering
+/// anything else would tell the caller that the identifier exists); callers check
+/// [`bounds::usable`] first to say which credential holds it.
 pub async fn verify(stored: Option<String>, pass_code: &Secret) -> Result<bool, Error> {
+    let started = Instant::now();
+    let matched = run(stored, pass_code).await?;
+    TYPICAL.record(started.elapsed());
+    let result = if matched { "match" } else { "mismatch" };
+    metrics::counter!(PASS_CODES, "result" => result).increment(1);
+    Ok(matched)
+}
+
+/// Takes as long as a [`verify`] takes now, for an attempt refused without verifying
+/// it (a locked identifier), so its answer comes neither sooner nor later than a
+/// verified one's. Not counted in `tucano_auth_pass_code_verifications_total`: no pass
+/// code is verified.
+///
+/// It waits for the recent verifications' typical time, queueing for a verifier
+/// included, instead of running one: a flood of tries for a locked identifier then
+/// costs no CPU, and does not delay the verifications of other requests. Before the
+/// process has measured one, it waits for the first measure ([`measure`]).
+pub async fn pretend() {
+    match TYPICAL.get() {
+        Some(typical) => tokio::time::sleep(typical).await,
+        None => measure().await,
+    }
+}
+
+/// Runs one verification against no stored hash, uncounted, unless one has been
+/// measured already, so that [`pretend`] has a time to wait for; the worker calls it at
+/// start. Concurrent callers wait for the one that runs it: a burst of refused tries
+/// before the first measure costs one verification, not one each.
+pub async fn measure() {
+    use std::sync::atomic::Ordering;
+    let first = FIRST_MEASURE.notified();
+    if TYPICAL.get().is_some() {
+        return;
+    }
+    if MEASURING.swap(true, Ordering::AcqRel) {
+        first.await;
+        return;
+    }
+    let started = Instant::now();
+    if run(None, &Secret::new("")).await.is_ok() {
+        TYPICAL.record(started.elapsed());
+    }
+    MEASURING.store(false, Ordering::Release);
+    // Also when the run failed: its waiters then answer at once, as everything does
+    // while no verifier runs.
+    FIRST_MEASURE.notify_waiters();
+}
+
+/// Whether a [`measure`] is running its verification.
+static MEASURING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Woken when the first measure is taken, by [`measure`] or by a [`verify`].
+static FIRST_MEASURE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// How long a verification takes, from the request's side: a moving average of the
+/// latest ones, each weighing 1/8.
+static TYPICAL: Typical = Typical(std::sync::atomic::AtomicU64::new(0));
+
+/// Nanoseconds, 0 before the first measure.
+struct Typical(std::sync::atomic::AtomicU64);
+
+impl Typical {
+    fn record(&self, took: Duration) {
+        use std::sync::atomic::Ordering;
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let before = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mean| {
+                Some(match mean {
+                    0 => took,
+                    mean => mean - mean / 8 + took / 8,
+                })
+            });
+        if before == Ok(0) {
+            FIRST_MEASURE.notify_waiters();
+        }
+    }
+
+    fn get(&self) -> Option<Duration> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
+    }
+}
+
+/// One run on the [`VERIFIERS`] threads.
+async fn run(stored: Option<String>, pass_code: &Secret) -> Result<bool, Error> {
     let unavailable =
         || Error::Internal(anyhow::anyhow!("no pass-code verifier thread is running"));
     let verifiers = VERIFIERS.as_ref().ok_or_else(unavailable)?;
@@ -113,10 +209,7 @@ pub async fn verify(stored: Option<String>, pass_code: &Secret) -> Result<bool, 
     verifiers
         .send((stored, pass_code.clone(), answer))
         .map_err(|_| unavailable())?;
-    let matched = verdict.await.map_err(|_| unavailable())?;
-    let result = if matched { "match" } else { "mismatch" };
-    metrics::counter!(PASS_CODES, "result" => result).increment(1);
-    Ok(matched)
+    verdict.await.map_err(|_| unavailable())
 }
 
 /// `TUCANO_PASS_CODE_BACKLOG`'s default.
@@ -183,8 +276,9 @@ enum Verdict {
     Match,
     /// It does not, or there is no stored hash.
     Mismatch,
-    /// The stored hash is not a usable Argon2 PHC string: answered like a mismatch
-    /// (anything else would tell the caller that the identifier exists), and logged.
+    /// The stored hash is outside the [`bounds`] or could not be computed: answered
+    /// like a mismatch (anything else would tell the caller that the identifier
+    /// exists), and logged.
     Unreadable,
 }
 
@@ -210,23 +304,19 @@ impl Verdict {
 
 /// The Argon2 run itself: CPU-heavy, called on a verifier thread or in a helper,
 /// whose Argon2 memory (`blocks`) is allocated once and reused run after run. With no
-/// usable stored hash it verifies against [`DUMMY_HASH`], taking the same time.
+/// stored hash, or one it cannot compute (outside the [`bounds`]), it verifies against
+/// [`DUMMY_HASH`], taking the same time. The bounds are checked here too, whatever the
+/// caller did: this is where an unchecked hash would abort the process.
 fn check(stored: Option<&str>, pass_code: &[u8], blocks: &mut Vec<Block>) -> Verdict {
-    let parsed = stored.map(PasswordHash::new);
-    let target = match &parsed {
-        Some(Ok(hash)) => hash.clone(),
-        None | Some(Err(_)) => match PasswordHash::new(DUMMY_HASH) {
-            Ok(hash) => hash,
-            // Cannot happen (a unit test parses it); failing closed is still right.
-            Err(_) => return Verdict::Mismatch,
-        },
+    let verdict = match stored.map(|stored| verify_into(pass_code, stored, blocks)) {
+        Some(Some(true)) => return Verdict::Match,
+        Some(Some(false)) => return Verdict::Mismatch,
+        Some(None) => Verdict::Unreadable,
+        None => Verdict::Mismatch,
     };
-    let verified = verify_into(pass_code, &target, blocks);
-    match (parsed, verified) {
-        (Some(Ok(_)), Some(true)) => Verdict::Match,
-        (Some(Ok(_)), Some(false)) | (None, _) => Verdict::Mismatch,
-        (Some(Err(_)), _) | (Some(Ok(_)), None) => Verdict::Unreadable,
-    }
+    // The time of one verification, whose answer cannot be a match.
+    let _ = verify_into(pass_code, DUMMY_HASH, blocks);
+    verdict
 }
 
 /// The executable whose [`HELPER_COMMAND`] serves verifications; unset, every
@@ -427,31 +517,29 @@ pub fn serve_helper() -> io::Result<()> {
 }
 
 /// What `PasswordVerifier::verify_password` does, with the caller's memory blocks instead
-/// of a fresh 19 MiB allocation per run. `None` when the hash's parameters are unusable.
-pub(crate) fn verify_into(
-    pass_code: &[u8],
-    hash: &PasswordHash<'_>,
-    blocks: &mut Vec<Block>,
-) -> Option<bool> {
-    let algorithm = Algorithm::try_from(hash.algorithm).ok()?;
-    let version = match hash.version {
-        Some(v) => Version::try_from(v).ok()?,
-        None => Version::default(),
-    };
-    let params = Params::try_from(hash).ok()?;
-    let expected = hash.hash?;
-    let mut salt = [0u8; 64];
-    let salt = hash.salt?.decode_b64(&mut salt).ok()?;
-    let count = params.block_count();
+/// of a fresh 19 MiB allocation per run. `None`, without computing anything, when
+/// `stored` is outside the [`bounds`]; `None` too when its memory cannot be allocated
+/// (a failed allocation is an answer, not an abort).
+pub(crate) fn verify_into(pass_code: &[u8], stored: &str, blocks: &mut Vec<Block>) -> Option<bool> {
+    let hash = bounds::usable(stored).ok()?;
+    let count = hash.params.block_count();
     if blocks.len() < count {
+        blocks.try_reserve_exact(count - blocks.len()).ok()?;
         blocks.resize(count, Block::default());
     }
-    let mut out = vec![0u8; expected.len()];
-    Argon2::new(algorithm, version, params)
-        .hash_password_into_with_memory(pass_code, salt, &mut out, &mut blocks[..count])
-        .ok()?;
+    let mut out = [0u8; argon2::password_hash::Output::MAX_LENGTH];
+    let out = &mut out[..hash.expected.len()];
+    let computed = Argon2::new(hash.algorithm, hash.version, hash.params.clone())
+        .hash_password_into_with_memory(pass_code, hash.salt(), out, &mut blocks[..count]);
+    // Memory beyond the worker's own parameters (up to 256 MiB) is given back rather
+    // than kept by a long-lived thread for the next run, which most likely needs less.
+    if blocks.len() > Params::DEFAULT_M_COST as usize {
+        blocks.truncate(Params::DEFAULT_M_COST as usize);
+        blocks.shrink_to_fit();
+    }
+    computed.ok()?;
     // `Output` compares in constant time.
-    Some(Output::new(&out).ok()? == expected)
+    Some(argon2::password_hash::Output::new(out).ok()? == hash.expected)
 }
 
 /// An Argon2id PHC string of `pass_code` with the crate's default parameters and a
@@ -485,17 +573,42 @@ mod tests {
         assert!(!verify(None, &Secret::new("")).await.unwrap());
     }
 
+    #[tokio::test]
+    async fn a_refused_attempt_takes_about_as_long_as_a_verification() {
+        let stored = hash("1234").unwrap();
+        assert!(!verify(Some(stored), &Secret::new("0000")).await.unwrap());
+        let typical = TYPICAL.get().expect("a measure after a verification");
+        let started = Instant::now();
+        pretend().await;
+        assert!(started.elapsed() >= typical);
+    }
+
     #[test]
-    fn the_dummy_hash_parses() {
-        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+    fn the_typical_time_follows_the_latest_verifications() {
+        let typical = Typical(std::sync::atomic::AtomicU64::new(0));
+        assert_eq!(typical.get(), None);
+        typical.record(Duration::from_millis(80));
+        assert_eq!(typical.get(), Some(Duration::from_millis(80)));
+        for _ in 0..64 {
+            typical.record(Duration::from_millis(16));
+        }
+        let now = typical.get().unwrap();
+        assert!(now < Duration::from_millis(17), "{now:?}");
+    }
+
+    #[test]
+    fn the_dummy_hash_is_within_the_bounds() {
+        assert!(bounds::usable(DUMMY_HASH).is_ok());
     }
 
     #[test]
     fn reused_memory_verifies_exactly_as_the_argon2_crate_does() {
-        use argon2::password_hash::PasswordVerifier as _;
+        use argon2::password_hash::{PasswordHash, PasswordVerifier as _};
+        use argon2::{Algorithm, Version};
         let mut blocks = Vec::new();
-        let light = Params::new(64, 1, 1, None).unwrap();
-        let light = Argon2::new(Algorithm::Argon2i, Version::V0x10, light)
+        // The least memory the bounds allow, another algorithm, two lanes.
+        let light = Params::new(8192, 1, 2, None).unwrap();
+        let light = Argon2::new(Algorithm::Argon2i, Version::V0x13, light)
             .hash_password(
                 b"light",
                 &SaltString::encode_b64(b"salt-salt-salt").unwrap(),
@@ -508,7 +621,7 @@ mod tests {
                 let expected = Argon2::default()
                     .verify_password(code.as_bytes(), &parsed)
                     .is_ok();
-                let ours = verify_into(code.as_bytes(), &parsed, &mut blocks).unwrap();
+                let ours = verify_into(code.as_bytes(), &stored, &mut blocks).unwrap();
                 assert_eq!(ours, expected, "{stored} / {code}");
             }
         }
@@ -518,5 +631,36 @@ mod tests {
     async fn an_unreadable_stored_hash_never_verifies() {
         let stored = "$argon2id$v=19$m=19456,t=2,p=1$bm90LWEtc2FsdA$bm90LWEtaGFzaA".to_owned();
         assert!(!verify(Some(stored), &Secret::new("1234")).await.unwrap());
+    }
+
+    #[test]
+    fn a_hash_outside_the_bounds_is_never_computed_and_answers_in_one_verification() {
+        let mut blocks = Vec::new();
+        // 4 TiB of memory: computing it would abort the process; an hour of
+        // iterations: it would hold the thread. Neither is started.
+        for stored in [
+            "$argon2id$v=19$m=4294967295,t=1,p=1$dHVjYW5vLWF1dGgtZHVtbXk$ZR5YvFeQ5SbhdHZo4GJy5fR5uR1LR9CG+LC1FHprhOY",
+            "$argon2id$v=19$m=19456,t=4294967295,p=1$dHVjYW5vLWF1dGgtZHVtbXk$ZR5YvFeQ5SbhdHZo4GJy5fR5uR1LR9CG+LC1FHprhOY",
+        ] {
+            assert_eq!(verify_into(b"1234", stored, &mut blocks), None);
+            assert_eq!(check(Some(stored), b"1234", &mut blocks), Verdict::Unreadable);
+        }
+        // The dummy run kept the worker's own amount of memory, no more.
+        assert_eq!(blocks.len(), Params::DEFAULT_M_COST as usize);
+    }
+
+    #[test]
+    fn memory_beyond_the_workers_own_is_given_back_after_a_run() {
+        let big = Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            Params::new(64 * 1024, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"1234", &SaltString::encode_b64(b"0123456789ab").unwrap())
+        .unwrap()
+        .to_string();
+        let mut blocks = Vec::new();
+        assert_eq!(verify_into(b"1234", &big, &mut blocks), Some(true));
+        assert!(blocks.capacity() <= Params::DEFAULT_M_COST as usize);
     }
 }

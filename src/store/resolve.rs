@@ -186,29 +186,32 @@ async fn check_credential(
             identifier,
             pass_code,
         } => {
-            // An identifier holding U+0000 names no row (see `storable`), and no pass
-            // code verifies against a missing row: there is nothing to guess, and
-            // nothing PostgreSQL could store as its count.
             // Held until the verdict is recorded: the lockout's reads and writes are
             // part of a pass-code request's cost too.
             let _place = backlog.enter()?;
-            let counted = storable(identifier).is_some();
-            let count = match counted {
-                true => lockout.is_locked(holder, identifier).await?,
-                false => None,
+            let stored = match row.as_ref().and_then(|row| row.pass_code_hash.as_deref()) {
+                Some(stored) => match pass_code::bounds::usable(stored) {
+                    Ok(_) => Some(stored.to_owned()),
+                    // Never computed: verified like a missing hash, so in the same
+                    // time and with the same answer.
+                    Err(why) => {
+                        report_unusable(lockout, holder, identifier, stored, why).await;
+                        None
+                    }
+                },
+                None => None,
             };
-            if count == Some(true) {
-                return Err(Error::AuthenticationFailed);
-            }
-            let stored = row.as_ref().and_then(|row| row.pass_code_hash.clone());
+            // An identifier holding U+0000 names no row (see `storable`), and no pass
+            // code verifies against a missing row: there is nothing to guess, and
+            // nothing PostgreSQL could store as its count.
+            let slot = match storable(identifier) {
+                Some(_) => Some(take_try(lockout, holder, identifier).await?),
+                None => None,
+            };
             // Verified even when the row is missing, so timing reveals nothing.
             let matched = pass_code::verify(stored, pass_code).await?;
-            match (matched, count) {
-                // A success forgets the failures; one without any has nothing to forget.
-                (true, Some(_)) => lockout.reset(holder, identifier).await?,
-                (true, None) => {}
-                (false, _) if counted => lockout.record_failure(holder, identifier).await?,
-                (false, _) => {}
+            if let Some(slot) = slot {
+                lockout.settle(holder, identifier, slot, matched).await?;
             }
             if !matched {
                 return Err(Error::AuthenticationFailed);
@@ -243,6 +246,83 @@ async fn check_credential(
             None => format!("{shown} leads to no active Tucano subscription"),
         })),
     }
+}
+
+/// How long a try waits, at most, for the tries of its identifier being verified to
+/// settle, before it is answered `TEMPORARILY_UNAVAILABLE`.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A try of `identifier`'s pass code to verify, from the lockout. While every try left
+/// is being verified (a burst, or a client sending the same right pass code many times
+/// at once), it waits for one of them to settle, a verification's time at a time: a
+/// right pass code frees them all, wrong ones lock. A locked identifier is refused
+/// `AUTHENTICATION_FAILED` after as long as a verification.
+async fn take_try(
+    lockout: &Lockout,
+    holder: Holder,
+    identifier: &str,
+) -> Result<super::lockout::Slot, Error> {
+    use super::lockout::Take;
+    let deadline = tokio::time::Instant::now() + BUSY_WAIT;
+    loop {
+        match lockout.take(holder, identifier).await? {
+            Take::Slot(slot) => return Ok(slot),
+            Take::Locked => {
+                pass_code::pretend().await;
+                return Err(Error::AuthenticationFailed);
+            }
+            Take::Busy if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::PassCodeBacklogFull);
+            }
+            Take::Busy => pass_code::pretend().await,
+        }
+    }
+}
+
+/// Logs, once per credential and stored value, that `identifier`'s stored hash is
+/// outside the bounds: an error naming the credential's `number` and the bound, never
+/// the hash nor the identifier. Once, because every try for the identifier finds the
+/// same row, and a flood of them must not become a flood of log lines.
+async fn report_unusable(
+    lockout: &Lockout,
+    holder: Holder,
+    identifier: &str,
+    stored: &str,
+    why: pass_code::bounds::OutOfBounds,
+) {
+    use std::collections::HashSet;
+    use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+    use std::sync::{LazyLock, Mutex};
+    /// Fingerprints of what was reported; forgotten wholesale when full, which at
+    /// worst logs a credential again.
+    static REPORTED: LazyLock<Mutex<HashSet<u64>>> = LazyLock::new(Default::default);
+    const REMEMBERED: usize = 4096;
+    // Of the value's length and first bytes only: a stored value may be a gigabyte
+    // long, and hashing it all would stall the task thread.
+    let head = &stored.as_bytes()[..stored.len().min(pass_code::bounds::MAX_CHARS)];
+    let mut fingerprint = DefaultHasher::new();
+    (holder_name(holder), identifier, stored.len(), head).hash(&mut fingerprint);
+    let fingerprint = fingerprint.finish();
+    {
+        let mut reported = REPORTED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if reported.len() >= REMEMBERED {
+            reported.clear();
+        }
+        if !reported.insert(fingerprint) {
+            return;
+        }
+    }
+    let number = lockout.number(holder, identifier).await;
+    tracing::error!(
+        credential = holder_name(holder),
+        number = number.as_deref().unwrap_or("(unknown)"),
+        reason = %why,
+        "a stored pass_code_hash is outside the Argon2 parameters the worker computes; \
+         it matches no pass code until it is replaced (import it again, or write a hash \
+         within the bounds)"
+    );
 }
 
 /// What a reply's message calls the entity of one of the two tables with pass codes.

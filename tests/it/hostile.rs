@@ -90,12 +90,19 @@ fn expected() -> HashMap<String, (&'static str, &'static str)> {
         ),
         ("hostile-alg-none".to_owned(), ("INVALID_TOKEN", "")),
         ("hostile-sql".to_owned(), ("NOT_FOUND", "")),
+        ("hostile-hash-row".to_owned(), ("AUTHENTICATION_FAILED", "")),
     ])
 }
 
 #[tokio::test]
 async fn every_hostile_message_is_answered_and_a_plain_request_after_it_too() {
     let worker = TestWorker::spawn().await;
+    sqlx::query(tucano_hostile::HOSTILE_HASH_ROW)
+        .bind(tucano_hostile::HOSTILE_HASH)
+        .bind(tucano_hostile::HOSTILE_HASH_IDENTIFIER)
+        .execute(&worker.pool)
+        .await
+        .expect("store the hostile hash");
     let errors = worker
         .declare_queue("results-error", Some("authenticate.error"))
         .await;
@@ -241,6 +248,14 @@ async fn forged_direct_reply_to_names_cost_400_ordinary_requests_nothing() {
 /// pass code, and returns its log.
 async fn log_of_a_hostile_run(level: &str) -> String {
     let run = BinaryRun::new("hl").await;
+    let pool = sqlx::PgPool::connect(&run.db_url).await.expect("database");
+    sqlx::query(tucano_hostile::HOSTILE_HASH_ROW)
+        .bind(tucano_hostile::HOSTILE_HASH)
+        .bind(tucano_hostile::HOSTILE_HASH_IDENTIFIER)
+        .execute(&pool)
+        .await
+        .expect("store the hostile hash");
+    pool.close().await;
     let log_path = std::env::temp_dir().join(format!("{}.log", run.prefix));
     let log = std::fs::File::create(&log_path).expect("log file");
     let mut child = start_binary(
@@ -307,6 +322,8 @@ fn assert_clean(log: &str) {
         JWT_SECRET,
         CRM_SECRET,
         "eyJ",
+        tucano_hostile::HOSTILE_HASH,
+        tucano_hostile::HOSTILE_HASH_IDENTIFIER,
     ] {
         let line = log.lines().find(|line| line.contains(secret));
         assert!(line.is_none(), "the log shows {secret}: {line:?}");

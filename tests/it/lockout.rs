@@ -168,3 +168,28 @@ async fn unknown_identifiers_are_counted_like_known_ones() {
     // which identifiers exist.
     assert_eq!(failures(&worker, "medium", "nobody").await, Some(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_right_pass_code_sent_many_times_at_once_is_accepted_every_time() {
+    // Tries are counted before they are verified, so more right ones at once than
+    // MAX_FAILURES hold every try of the window for a while; the others wait for
+    // them instead of being refused, and a right one frees them all.
+    let worker = TestWorker::spawn_with(|s| {
+        s.pass_code_max_failures = MAX_FAILURES;
+        s.pass_code_lockout = WINDOW;
+    })
+    .await;
+    let body = user("1234");
+    let calls = (0..4 * MAX_FAILURES).map(|_| worker.call(&body));
+    let codes: Vec<String> = futures_util::future::join_all(calls)
+        .await
+        .iter()
+        .map(|reply| reply.code().to_owned())
+        .collect();
+    assert!(codes.iter().all(|code| code == "OK"), "{codes:?}");
+    assert_eq!(
+        failures(&worker, "access_token", "demo-user-1").await,
+        None,
+        "nothing counted, nothing left in flight"
+    );
+}

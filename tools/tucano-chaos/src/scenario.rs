@@ -29,6 +29,14 @@ pub async fn run_all(args: &Args) -> anyhow::Result<bool> {
     seed::seed_demo(&pool)
         .await
         .context("loading the demo data")?;
+    // The credential of the catalogue's `hostile-hash-row`: a stored hash that would
+    // abort a worker computing it.
+    sqlx::query(tucano_hostile::HOSTILE_HASH_ROW)
+        .bind(tucano_hostile::HOSTILE_HASH)
+        .bind(tucano_hostile::HOSTILE_HASH_IDENTIFIER)
+        .execute(&pool)
+        .await
+        .context("storing the hostile hash row")?;
     pool.close().await;
     let mut rows = Vec::new();
     for fault in &args.scenarios {

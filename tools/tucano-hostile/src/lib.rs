@@ -20,6 +20,22 @@ pub const PASS_CODE_SENTINEL: &str = "PASSCODE-SENTINEL-7777";
 /// A line a log-injection attempt tries to forge.
 pub const FORGED_LINE: &str = "FORGED LINE";
 
+/// The identifier of the credential the attack `hostile-hash-row` asks for. The
+/// message alone is harmless; a tool that can write the database first stores
+/// [`HOSTILE_HASH`] for it ([`HOSTILE_HASH_ROW`]), as `tucano-chaos` and the tests do.
+pub const HOSTILE_HASH_IDENTIFIER: &str = "hostile-hash-identifier";
+/// A stored pass-code hash asking for 4 TiB of Argon2 memory: computed, it aborts the
+/// worker (and every worker the request is redelivered to).
+pub const HOSTILE_HASH: &str = "$argon2id$v=19$m=4294967295,t=1,p=1$c2VjcmV0LXNhbHQtdGV4dA$SGFzaE11c3ROZXZlckJlTG9nZ2VkSGFzaE11c3ROZXZl";
+/// The statement that stores [`HOSTILE_HASH`] (`$1`) as the pass code of an access
+/// token `HOSTILE-HASH-ROW` with identifier [`HOSTILE_HASH_IDENTIFIER`] (`$2`), on the
+/// demo data's account, as a careless import by other means would.
+pub const HOSTILE_HASH_ROW: &str = "INSERT INTO access_tokens \
+    (number, identifier, pass_code_hash, life_cycle_state, accounts_receivable_id) \
+    SELECT 'HOSTILE-HASH-ROW', $2, $1, 'EFFECTIVE', id FROM accounts_receivable \
+    WHERE number = 'AR0000000001' \
+    ON CONFLICT (number) DO UPDATE SET pass_code_hash = EXCLUDED.pass_code_hash";
+
 /// One hostile message.
 #[derive(Debug, Clone)]
 pub struct Attack {
@@ -271,6 +287,17 @@ pub fn attacks(prefix: &str, frame_max: usize) -> Vec<Attack> {
             properties: plain("hostile-pass-code"),
             body: format!(
                 r#"{{"token":"{DEMO_TOKEN}","access_token_identifier":{{"identifier":"{AUTH_CODE_SENTINEL}","pass_code":"{PASS_CODE_SENTINEL}"}}}}"#
+            )
+            .into_bytes(),
+        },
+        Attack {
+            name: "hostile-hash-row",
+            what: "a pass code for a credential whose stored hash asks for 4 TiB of memory",
+            once_harmful: true,
+            batch: false,
+            properties: plain("hostile-hash-row"),
+            body: format!(
+                r#"{{"token":"{DEMO_TOKEN}","access_token_identifier":{{"identifier":"{HOSTILE_HASH_IDENTIFIER}","pass_code":"{PASS_CODE_SENTINEL}"}}}}"#
             )
             .into_bytes(),
         },
