@@ -24,10 +24,11 @@ fn main() -> ExitCode {
     // wrong (not that a statement was slow: a large import's are).
     let level = match cli.command {
         Command::Import(_) | Command::User(_) | Command::Session(_) => "warn,sqlx::query=error",
-        // batch's check of the request queue is a passive declare, which the broker
-        // answers for a missing queue by closing that channel; lapin logs the close as
-        // an error, and batch says what is wrong in its own words.
-        Command::Batch(_) => "info,lapin::channel=off",
+        // batch says what went wrong with the broker in its own words: a missing queue
+        // (its passive declare, which the broker answers by closing that channel) and a
+        // lost connection (it reconnects and says so). lapin would log both as errors,
+        // three lines for each failed reconnection attempt.
+        Command::Batch(_) => "info,lapin=off",
         _ => "info",
     };
     tucano_auth::telemetry::init(level, cli.log_format);
