@@ -17,8 +17,9 @@ pub struct Progress {
     not_ok: u64,
     started: Instant,
     view: View,
-    /// The broker connection: lost since when (while lost), how often, for how long in
-    /// all, and how many lines were sent again.
+    /// The broker connection: lost since when (until the first answer after the loss),
+    /// how often, how long from each loss to that answer in all, and how many lines
+    /// were sent again.
     lost_at: Option<Instant>,
     losses: u64,
     without_broker: Duration,
@@ -214,8 +215,9 @@ impl Progress {
         );
         if self.losses > 0 {
             eprintln!(
-                "batch: the broker connection was lost {} time(s), {:.1} s in all without \
-                 it; {} lines sent again, {late_replies} second answers dropped",
+                "batch: the broker connection was lost {} time(s), {:.1} s in all from a \
+                 loss to the first answer after it; {} lines sent again, {late_replies} \
+                 second answers dropped",
                 self.losses,
                 self.without_broker.as_secs_f64(),
                 self.resent
