@@ -62,7 +62,7 @@ pub async fn run_reloading(
     let standby = match &settings.database_read_url {
         Some(read_url) => {
             let standby = store::prepare_read(read_url).await?;
-            tracing::info!(standby = %store::redact(read_url), "lookups read the standby (DATABASE_READ_URL)");
+            tracing::info!(standby = %crate::redact::url(read_url), "lookups read the standby (DATABASE_READ_URL)");
             Some(standby)
         }
         None => None,
