@@ -96,6 +96,9 @@ async fn execute(args: &BatchArgs) -> anyhow::Result<Written> {
         Written::default()
     };
     let mut output = Output::open(&args.output, args.resume)?;
+    if let Some(warning) = broker.tls().plain_nodes_warning(&broker.amqp_url) {
+        eprintln!("warning: {warning}");
+    }
     let client = Client::connect_with_tls(&broker.amqp_url, &broker.queue_prefix, &broker.tls())
         .await
         .context("cannot connect to RabbitMQ (AMQP_URL)")?;

@@ -64,8 +64,8 @@ pub async fn serve<S: Service>(
     // read, is fatal at start.
     let nodes = Nodes::new(&settings.amqp_url, &settings.amqp_tls)
         .map_err(|err| anyhow::anyhow!("AMQP_URL cannot be used: {err}"))?;
-    if !nodes.any_tls() && settings.amqp_tls.any() {
-        tracing::warn!(broker = %nodes.endpoints(), "AMQP_CA_FILE or AMQP_CLIENT_CERT_FILE is set but AMQP_URL is amqp://, in clear: the files are not used; use amqps:// for TLS");
+    if let Some(warning) = settings.amqp_tls.plain_nodes_warning(&settings.amqp_url) {
+        tracing::warn!(broker = %nodes.shown(), "{warning}");
     }
     let stop = CancellationToken::new();
     // The connection name carries the prefix, so an operator can tell workers apart.
@@ -75,7 +75,7 @@ pub async fn serve<S: Service>(
         let mut backoff = Backoff::new();
         let mut first = true;
         loop {
-            let broker = nodes.current().endpoint.clone();
+            let broker = nodes.current().shown.clone();
             let connected = tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
                 connected = nodes.open_current(&role, Some(MAX_BODY as u64)) => connected,
@@ -151,7 +151,7 @@ pub async fn serve<S: Service>(
                 Ended::Shutdown => return Ok(()),
                 Ended::Lost(why) => {
                     nodes.advance();
-                    tracing::warn!(broker = %broker, reason = %why, next = %nodes.current().endpoint, "lost the broker connection, reconnecting");
+                    tracing::warn!(broker = %broker, reason = %why, next = %nodes.current().shown, "lost the broker connection, reconnecting");
                 }
             }
             let delay = backoff.step();

@@ -25,6 +25,7 @@ mod pinning;
 mod privilege;
 mod probe;
 mod recovery;
+mod redaction;
 mod request_duration;
 mod rotation;
 mod routing;
