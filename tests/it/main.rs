@@ -6,6 +6,7 @@ mod backlog;
 mod batch;
 mod broker_view;
 mod call;
+mod classes;
 mod cli;
 mod client;
 mod codes;
