@@ -178,6 +178,9 @@ pub async fn run(broker: &Broker, args: &Call) -> ExitCode {
     } else {
         Queue::Interactive
     };
+    if let Some(warning) = broker.tls().plain_nodes_warning(&broker.amqp_url) {
+        eprintln!("warning: {warning}");
+    }
     let client =
         match Client::connect_with_tls(&broker.amqp_url, &broker.queue_prefix, &broker.tls()).await
         {

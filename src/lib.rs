@@ -15,6 +15,7 @@ pub mod import;
 pub mod keys;
 pub mod observe;
 pub mod probe;
+pub mod redact;
 pub mod reply_to;
 pub mod request;
 pub mod runtime;

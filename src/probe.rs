@@ -95,7 +95,7 @@ struct Target {
 
 impl Target {
     fn parse(url: &str) -> Result<Target, ProbeError> {
-        let bad = || ProbeError::Url(url.to_owned());
+        let bad = || ProbeError::Url(crate::redact::url(url));
         let rest = url.strip_prefix("http://").ok_or_else(bad)?;
         let (authority, path) = match rest.find(['/', '?']) {
             Some(at) if rest[at..].starts_with('/') => (&rest[..at], rest[at..].to_owned()),

@@ -83,7 +83,7 @@ pub async fn run_reloading(
                 }
             };
             let standby = prepared?;
-            tracing::info!(standby = %store::redact(read_url), "lookups read the standby (DATABASE_READ_URL)");
+            tracing::info!(standby = %crate::redact::url(read_url), "lookups read the standby (DATABASE_READ_URL)");
             Some(standby)
         }
         None => None,

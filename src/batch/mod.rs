@@ -106,6 +106,9 @@ async fn execute(args: &BatchArgs) -> anyhow::Result<Written> {
     let format = Format::of(&args.input, args.format);
     let total = count_requests(&args.input, format)?;
     let mut input = Input::open(&args.input, format, args.token.clone())?;
+    if let Some(warning) = broker.tls().plain_nodes_warning(&broker.amqp_url) {
+        eprintln!("warning: {warning}");
+    }
     let client = Client::connect_with_tls(&broker.amqp_url, &broker.queue_prefix, &broker.tls())
         .await
         .context("cannot connect to RabbitMQ (AMQP_URL)")?;

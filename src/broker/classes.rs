@@ -1,12 +1,14 @@
 //! Batch requests get the capacity interactive ones leave (contract section 14).
 //!
-//! The batch channel holds up to `TUCANO_PREFETCH` deliveries, but only
-//! `TUCANO_BATCH_PREFETCH` of them are worked on while interactive requests come in:
-//! the rest wait here, unacked (bounded by the channel's prefetch, and given back to
-//! the queue if the worker dies), until no interactive request has arrived for
-//! [`QUIET`] and none is in flight. So a nightly job drains at the worker's full rate
-//! on an idle machine, and an interactive request arriving during a batch flood finds
-//! only the small share running, as before.
+//! The batch channel holds as many deliveries as the interactive one
+//! (`TUCANO_PREFETCH` + `TUCANO_PASS_CODE_BACKLOG`), but only `TUCANO_BATCH_PREFETCH`
+//! of them are worked on while interactive requests come in: the rest wait here,
+//! unacked (bounded by the channel's prefetch, and given back to the queue if the
+//! worker dies), until no interactive request has arrived for [`QUIET`] and none is in
+//! flight. So a nightly job drains at the worker's full rate on an idle machine, at any
+//! client window the interactive queue serves at full rate, and an interactive request
+//! arriving during a batch flood finds only the small share running once the batch
+//! requests already running are done.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -72,7 +72,7 @@ pub async fn open(
     let mut uri = parse_url(url)?;
     let properties =
         ConnectionProperties::default().with_connection_name(format!("tucano-auth {role}").into());
-    let shown = endpoint(&uri);
+    let shown = crate::redact::url(url);
     if uri.scheme == AMQPScheme::AMQPS && tls.is_none() {
         return Err(error(
             std::io::ErrorKind::InvalidInput,
@@ -98,19 +98,33 @@ pub async fn open(
     }
 }
 
-/// Parses `AMQP_URL`.
+/// Parses one node of `AMQP_URL`. The error shows the URL as [`crate::redact::url`]
+/// does: the parser's own message may quote it whole ("Invalid URL: '…'"). A URL that
+/// parses but that [`crate::redact::url`] will not show (an `@` after its host: a
+/// password with an unencoded `/`, `#` or `?` cut it short, and the parser read part
+/// of the password as the port) is refused too: it would never reach the broker meant.
 pub fn parse_url(url: &str) -> Result<AMQPUri, lapin::Error> {
-    url.parse().map_err(|err: String| {
+    let shown = crate::redact::url(url);
+    let refused = |why: String| {
         error(
             std::io::ErrorKind::InvalidInput,
-            format!("AMQP_URL is not a valid URL: {err}"),
+            format!(
+                "AMQP_URL's node {shown} is not a valid URL: {why} (in the user name and \
+                 password, write / # ? @ , % as %2F %23 %3F %40 %2C %25)"
+            ),
         )
-    })
-}
-
-/// `host:port` of a broker URL, for messages: never its credentials.
-pub fn endpoint(uri: &AMQPUri) -> String {
-    format!("{}:{}", uri.authority.host, uri.authority.port)
+    };
+    let uri: AMQPUri = url.parse().map_err(|err: String| {
+        if err.contains(url) || url.is_empty() {
+            refused("not of the form amqp[s]://user:password@host:port/vhost".to_owned())
+        } else {
+            refused(err)
+        }
+    })?;
+    if shown == crate::redact::UNPARSEABLE {
+        return Err(refused("an '@' after its host".to_owned()));
+    }
+    Ok(uri)
 }
 
 /// Runs one step of talking to the broker, giving up after [`STEP_TIMEOUT`].

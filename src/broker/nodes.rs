@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use lapin::Connection;
 
-use super::{endpoint, error, open, parse_url, tls_of, Tls, TlsFiles};
+use super::{error, open, tls_of, Tls, TlsFiles};
 
 /// The node URLs of a comma-separated `AMQP_URL`, blanks dropped.
 pub fn split_nodes(amqp_url: &str) -> Vec<&str> {
@@ -18,26 +18,13 @@ pub fn split_nodes(amqp_url: &str) -> Vec<&str> {
         .collect()
 }
 
-/// A node URL fit for a message: `user:password@` removed.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<unparsable URL>".to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    format!("{scheme}://{host}{path}")
-}
-
-/// One node: its URL, the TLS its `amqps://` needs, and `host:port` for messages.
+/// One node: its URL, the TLS its `amqps://` needs, and how messages show it.
 #[derive(Clone, Debug)]
 pub struct Node {
     url: String,
     tls: Option<Tls>,
-    /// `host:port`, never the credentials.
-    pub endpoint: String,
+    /// The URL as [`crate::redact::url`] shows it, never the password.
+    pub shown: String,
 }
 
 /// The nodes of `AMQP_URL` and which one is tried next; clones share that choice, so
@@ -57,7 +44,7 @@ impl Nodes {
             nodes.push(Node {
                 url: url.to_owned(),
                 tls: tls_of(url, files)?,
-                endpoint: endpoint(&parse_url(url)?),
+                shown: crate::redact::url(url),
             });
         }
         if nodes.is_empty() {
@@ -83,19 +70,10 @@ impl Nodes {
         self.next.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Whether any node uses TLS.
-    pub fn any_tls(&self) -> bool {
-        self.nodes.iter().any(|node| node.tls.is_some())
-    }
-
-    /// Every node's `host:port`, for messages.
-    pub fn endpoints(&self) -> String {
-        let endpoints: Vec<&str> = self
-            .nodes
-            .iter()
-            .map(|node| node.endpoint.as_str())
-            .collect();
-        endpoints.join(", ")
+    /// Every node as messages show it.
+    pub fn shown(&self) -> String {
+        let shown: Vec<&str> = self.nodes.iter().map(|node| node.shown.as_str()).collect();
+        shown.join(", ")
     }
 
     /// Opens a connection to the current node (see [`open`]).

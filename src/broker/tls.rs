@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures_rustls::TlsConnector;
+use lapin::uri::AMQPScheme;
 use rustls::pki_types::ServerName;
 
 use crate::tls::{self, Identity, Verify};
@@ -25,9 +26,58 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
-    /// Whether any file is set.
-    pub fn any(&self) -> bool {
-        self.ca_file.is_some() || self.client_cert_file.is_some() || self.client_key_file.is_some()
+    /// The variables of the files that are set, for messages.
+    fn set(&self) -> Vec<&'static str> {
+        [
+            (self.ca_file.is_some(), "AMQP_CA_FILE"),
+            (self.client_cert_file.is_some(), "AMQP_CLIENT_CERT_FILE"),
+            (self.client_key_file.is_some(), "AMQP_CLIENT_KEY_FILE"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect()
+    }
+
+    /// What to tell the operator when files are set while a node of `amqp_url` (a
+    /// comma-separated list) is plain `amqp://`: that node ignores them and speaks in
+    /// clear, password included, which someone who set a CA file surely did not mean.
+    /// `None` when no file is set or every node is `amqps://`. `serve`, `call` and
+    /// `batch` print it once, at start.
+    pub fn plain_nodes_warning(&self, amqp_url: &str) -> Option<String> {
+        let set = self.set();
+        if set.is_empty() {
+            return None;
+        }
+        let nodes = super::nodes::split_nodes(amqp_url);
+        let plain: Vec<&str> = nodes
+            .iter()
+            .copied()
+            .filter(|node| super::parse_url(node).is_ok_and(|uri| uri.scheme == AMQPScheme::AMQP))
+            .collect();
+        if plain.is_empty() {
+            return None;
+        }
+        // One node unparseable hides them all (see `redact::nodes`).
+        let shown = match crate::redact::nodes(amqp_url) {
+            all if all == crate::redact::UNPARSEABLE => all,
+            _ => plain
+                .iter()
+                .map(|node| crate::redact::url(node))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let (verb, nodes_are) = match (set.len(), plain.len()) {
+            (1, 1) => ("is", "node is"),
+            (1, _) => ("is", "nodes are"),
+            (_, 1) => ("are", "node is"),
+            _ => ("are", "nodes are"),
+        };
+        Some(format!(
+            "{} {verb} set, but AMQP_URL's {nodes_are} plain amqp:// ({shown}): TLS files are \
+             not used there and that connection, password included, is in clear; use \
+             amqps:// for TLS",
+            set.join(", ")
+        ))
     }
 
     /// The TLS of a connection to `host`, its certificate checked against the CA and

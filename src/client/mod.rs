@@ -68,7 +68,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::broker::{Names, TlsFiles};
 
-pub use nodes::{redact, split_nodes};
+pub use nodes::split_nodes;
 pub use reply::Reply;
 
 /// RabbitMQ's direct reply-to pseudo-queue.

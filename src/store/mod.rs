@@ -58,7 +58,7 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Errors name the step that failed and the URL (its password masked), so the
 /// operator knows what to fix.
 pub async fn prepare(database_url: &str, pool_size: u32) -> anyhow::Result<PgPool> {
-    let shown = redact(database_url);
+    let shown = crate::redact::url(database_url);
     anyhow::ensure!(pool_size > 0, "the database pool size must be at least 1");
     // Before anything is created: the lookup connections read the URL too.
     let lookups = lookup_config(database_url, "DATABASE_URL")?;
@@ -185,7 +185,7 @@ async fn check_lookup_connection(
         let hint = tls_failure(&err);
         anyhow::Error::new(err).context(format!(
             "could not open a lookup connection to the database {} ({what}){hint}",
-            redact(url)
+            crate::redact::url(url)
         ))
     })?;
     drop(client);
@@ -196,7 +196,7 @@ async fn check_lookup_connection(
 /// read the migrated schema) and returns a one-connection pool to probe it with for
 /// readiness.
 pub async fn prepare_read(read_url: &str) -> anyhow::Result<PgPool> {
-    let shown = redact(read_url);
+    let shown = crate::redact::url(read_url);
     let lookups = lookup_config(read_url, "DATABASE_READ_URL")?;
     check_lookup_connection(&lookups, read_url, "DATABASE_READ_URL").await?;
     let options = PgConnectOptions::from_str(read_url)
@@ -264,7 +264,7 @@ where
         match attempt().await {
             Ok(done) => {
                 if waited {
-                    tracing::info!(variable, database = %redact(url), "the database answers; starting");
+                    tracing::info!(variable, database = %crate::redact::url(url), "the database answers; starting");
                 }
                 return Ok(done);
             }
@@ -273,7 +273,7 @@ where
                 let delay = backoff.step();
                 tracing::warn!(
                     variable,
-                    database = %redact(url),
+                    database = %crate::redact::url(url),
                     error = %format!("{err:#}"),
                     retry_in_ms = delay.as_millis() as u64,
                     "cannot reach the database; waiting for it (/readyz answers 503 meanwhile)"
@@ -359,65 +359,6 @@ fn transient_sqlstate(code: &str) -> bool {
 fn is_duplicate_database(err: &sqlx::Error) -> bool {
     // 42P04 duplicate_database; 23505 when both inserted into pg_database at once.
     matches!(err, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("42P04" | "23505")))
-}
-
-/// What `url` (a PostgreSQL URL or key=value connection string) connects to, fit for
-/// logs and error messages: `user@host:port/database`, parsed by a real parser and
-/// rebuilt from its parts, so no password can come through however it is written
-/// (a `password=` parameter, user info with `/`, `#` or `?` in it). What neither
-/// tokio-postgres nor sqlx can parse is not shown at all.
-pub fn redact(url: &str) -> String {
-    if let Ok(config) = tokio_postgres::Config::from_str(url) {
-        let hosts: Vec<String> = config
-            .get_hosts()
-            .iter()
-            .map(|host| match host {
-                tokio_postgres::config::Host::Tcp(name) => name.clone(),
-                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-            })
-            .collect();
-        let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
-        return shown(
-            config.get_user(),
-            &hosts.join(","),
-            &ports.join(","),
-            config.get_dbname(),
-            config.get_password().is_some(),
-        );
-    }
-    if let Ok(options) = PgConnectOptions::from_str(url) {
-        return shown(
-            Some(options.get_username()),
-            options.get_host(),
-            &options.get_port().to_string(),
-            options.get_database(),
-            false,
-        );
-    }
-    "(DATABASE_URL not shown: it does not parse as a PostgreSQL URL or connection string)"
-        .to_owned()
-}
-
-fn shown(
-    user: Option<&str>,
-    host: &str,
-    port: &str,
-    database: Option<&str>,
-    has_password: bool,
-) -> String {
-    let user = user.map(|user| format!("{user}@")).unwrap_or_default();
-    let port = if port.is_empty() {
-        String::new()
-    } else {
-        format!(":{port}")
-    };
-    let database = database.unwrap_or_default();
-    let password = if has_password {
-        " (password hidden)"
-    } else {
-        ""
-    };
-    format!("postgres://{user}{host}{port}/{database}{password}")
 }
 
 /// The subscription a request resolved to.
@@ -583,41 +524,6 @@ mod tests {
         ];
         for err in refused {
             assert!(!unreachable(&err), "{err:#}");
-        }
-    }
-
-    #[test]
-    fn redact_never_shows_a_password_however_it_is_written() {
-        for (url, expected) in [
-            (
-                "postgres://app:s3cr:et@db.example:5432/tucano?password=SECRETX&sslmode=require",
-                "postgres://app@db.example:5432/tucano (password hidden)",
-            ),
-            (
-                "host=db.example password=SECRETX port=5433 user=app dbname=tucano",
-                "postgres://app@db.example:5433/tucano (password hidden)",
-            ),
-            (
-                "host=db.example password=SECRETX port=bogus",
-                "(DATABASE_URL not shown: it does not parse as a PostgreSQL URL or connection string)",
-            ),
-            (
-                "postgres://app:SECRETX@db.example:5432/tucano?statement-cache-capacity=1",
-                "postgres://app@db.example:5432/tucano",
-            ),
-            (
-                "postgres://postgres@127.0.0.1:5432/tucano_auth",
-                "postgres://postgres@127.0.0.1:5432/tucano_auth",
-            ),
-        ] {
-            assert_eq!(redact(url), expected, "{url}");
-        }
-        for url in [
-            "postgres://u:SE/CR#E?TX@127.0.0.1:1/x",
-            "postgres://u:SECRETX@127.0.0.1:1/x#frag",
-            "postgresql://u:SECRETX@[::1]:5432/x",
-        ] {
-            assert!(!redact(url).contains("SE"), "{url} -> {}", redact(url));
         }
     }
 

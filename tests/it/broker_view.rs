@@ -139,3 +139,25 @@ async fn rabbitmqctl(args: &[&str]) -> Value {
         )
     })
 }
+
+/// The prefetch of each consumer of the queues whose names start with `prefix`, by
+/// queue name.
+pub async fn prefetch_counts(prefix: &str) -> BTreeMap<String, Vec<u64>> {
+    let Value::Array(rows) = rabbitmqctl(&["list_consumers", "queue_name", "prefetch_count"]).await
+    else {
+        panic!("rabbitmqctl printed no JSON array");
+    };
+    let mut counts: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for row in rows {
+        let (Some(queue), Some(prefetch)) = (
+            row.get("queue_name").and_then(Value::as_str),
+            row.get("prefetch_count").and_then(Value::as_u64),
+        ) else {
+            continue;
+        };
+        if queue.starts_with(prefix) {
+            counts.entry(queue.to_owned()).or_default().push(prefetch);
+        }
+    }
+    counts
+}

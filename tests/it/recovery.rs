@@ -78,10 +78,10 @@ async fn a_closed_broker_connection_is_recovered_with_its_prefetch() {
     let before = connection_pid(&name).expect("the worker's connection is listed by name");
     assert_eq!(
         consuming_channels(&before),
-        // Batch: a whole window, TUCANO_PREFETCH (32 here), of which the batch gate runs
-        // TUCANO_BATCH_PREFETCH while interactive requests come in. Interactive: the
-        // window plus the pass-code backlog (256).
-        vec![(32, 1), (32 + 256, 1)],
+        // Both: TUCANO_PREFETCH (32 here) plus the pass-code backlog (256); of the batch
+        // one, the batch gate runs TUCANO_BATCH_PREFETCH while interactive requests
+        // come in, all of it when none do.
+        vec![(32 + 256, 1), (32 + 256, 1)],
         "batch and interactive prefetch"
     );
 
@@ -113,10 +113,10 @@ async fn a_closed_broker_connection_is_recovered_with_its_prefetch() {
     };
     assert_eq!(
         consuming_channels(&after),
-        // Batch: a whole window, TUCANO_PREFETCH (32 here), of which the batch gate runs
-        // TUCANO_BATCH_PREFETCH while interactive requests come in. Interactive: the
-        // window plus the pass-code backlog (256).
-        vec![(32, 1), (32 + 256, 1)],
+        // Both: TUCANO_PREFETCH (32 here) plus the pass-code backlog (256); of the batch
+        // one, the batch gate runs TUCANO_BATCH_PREFETCH while interactive requests
+        // come in, all of it when none do.
+        vec![(32 + 256, 1), (32 + 256, 1)],
         "prefetch re-applied after recovery"
     );
     assert!(worker.stats.reconnects.load(Ordering::Relaxed) >= 1);

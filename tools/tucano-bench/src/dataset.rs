@@ -157,7 +157,7 @@ pub async fn drop_database(server_url: &str, name: &str) -> anyhow::Result<()> {
         .with_context(|| {
             format!(
                 "cannot connect to PostgreSQL at {}",
-                tucano_auth::store::redact(server_url)
+                tucano_auth::redact::url(server_url)
             )
         })?;
     admin

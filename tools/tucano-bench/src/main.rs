@@ -120,7 +120,9 @@ pub struct Options {
     /// of the process measured].
     #[arg(long)]
     pub open_rate: Option<f64>,
-    /// Run the mixed run: a batch flood while an interactive open loop runs.
+    /// Run the mixed run: a batch flood while an interactive open loop runs; and the
+    /// batch drain alone: in every round, the worker's closed loop on its batch queue
+    /// at each --window, right after its interactive one, and their ratio.
     #[arg(long)]
     pub mixed: bool,
     /// How the batch flood reaches the batch queue.
