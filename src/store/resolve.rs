@@ -202,7 +202,12 @@ async fn check_credential(
             }
             let stored = row.as_ref().and_then(|row| row.pass_code_hash.clone());
             // Verified even when the row is missing, so timing reveals nothing.
-            let matched = pass_code::verify(stored, pass_code).await?;
+            let verify = pass_code::verify(stored, pass_code);
+            let matched = tracing::Instrument::instrument(
+                verify,
+                crate::telemetry::traces::child("verify pass code"),
+            )
+            .await?;
             match (matched, count) {
                 // A success forgets the failures; one without any has nothing to forget.
                 (true, Some(_)) => lockout.reset(holder, identifier).await?,

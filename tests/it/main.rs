@@ -33,3 +33,4 @@ mod routing;
 mod shutdown;
 mod standby;
 mod tls;
+mod traces;
