@@ -564,3 +564,105 @@ async fn an_unreachable_collector_costs_no_answer_and_drops_are_counted() {
     let _ = std::fs::remove_file(&log);
     cleanup(&run.prefix, &run.prefix).await;
 }
+
+/// The spans a test's own tracer ended, as an SDK span processor sees them.
+#[derive(Debug, Default, Clone)]
+struct Recorded(Arc<Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+impl opentelemetry_sdk::trace::SpanProcessor for Recorded {
+    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+
+    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+        self.0.lock().expect("lock").push(span);
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_rust_callers_trace_continues_through_the_client_into_the_worker() {
+    use opentelemetry::trace::{
+        SpanContext, TraceContextExt, TraceFlags, TraceState, TracerProvider as _,
+    };
+    use tracing::Instrument;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let collector = Collector::start().await;
+    let run = BinaryRun::new("otelcl").await;
+    let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
+    let endpoint = collector.endpoint();
+    let (mut child, _) = binary_with_metrics(
+        &run,
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
+        &log,
+    )
+    .await;
+
+    // The caller traces with tracing-opentelemetry, its span under a known remote one.
+    let recorded = Recorded::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(recorded.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("caller")));
+    let _default = tracing::subscriber::set_default(subscriber);
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let remote = SpanContext::new(
+        opentelemetry::trace::TraceId::from_hex(trace_id).expect("hex"),
+        opentelemetry::trace::SpanId::from_hex("b7ad6b7169203331").expect("hex"),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    let caller = tracing::info_span!("caller");
+    caller
+        .set_parent(opentelemetry::Context::new().with_remote_span_context(remote))
+        .expect("parent");
+
+    let client = tucano_auth::client::Client::connect(AMQP_URL, &run.prefix)
+        .await
+        .expect("connect");
+    let body = by_number(seed::SESSION_TOKEN, seed::SUBSCRIPTION_NUMBER);
+    let reply = client
+        .authenticate(body, TIMEOUT)
+        .instrument(caller.clone())
+        .await
+        .expect("a reply");
+    assert_eq!(reply.code.as_str(), "OK");
+    client.close().await;
+    let caller_id = caller.context().span().span_context().span_id();
+    drop(caller);
+
+    let spans = recorded.0.lock().expect("lock").clone();
+    let send = spans
+        .iter()
+        .find(|span| span.name == format!("send {}", run.names.interactive))
+        .unwrap_or_else(|| panic!("no client span in {spans:?}"));
+    assert_eq!(send.span_context.trace_id().to_string(), trace_id);
+    assert_eq!(
+        send.parent_span_id, caller_id,
+        "the call is in the caller's span"
+    );
+    assert_eq!(send.span_kind, opentelemetry::trace::SpanKind::Producer);
+
+    let consumer = collector
+        .wait_span("the worker's span of the client's call", |span| {
+            hex(&span.trace_id) == trace_id && span.kind == SpanKind::Consumer as i32
+        })
+        .await;
+    assert_eq!(
+        hex(&consumer.parent_span_id),
+        send.span_context.span_id().to_string(),
+        "the client's span is the worker's parent"
+    );
+    assert!(terminate(&mut child).success());
+    let _ = std::fs::remove_file(&log);
+    cleanup(&run.prefix, &run.prefix).await;
+}
