@@ -57,7 +57,7 @@ pub struct Traces {
 
 impl Drop for Traces {
     fn drop(&mut self) {
-        let _ = self.provider.shutdown_with_timeout(Duration::from_secs(3));
+        let _ = self.provider.shutdown_with_timeout(Duration::from_secs(2));
     }
 }
 
