@@ -234,18 +234,23 @@ fn request_span(correlation_id: &str, queue: &'static str, delivery: &Delivery) 
         otel.kind = "consumer",
         otel.status_code = tracing::field::Empty,
         otel.status_description = tracing::field::Empty,
-        messaging.system = "rabbitmq",
-        messaging.operation.type = "process",
-        messaging.operation.name = "process",
-        messaging.destination.name = delivery.exchange.as_str(),
-        messaging.rabbitmq.destination.routing_key = routing_key,
-        messaging.message.conversation_id = tracing::field::Empty,
-        messaging.message.body.size = delivery.data.len() as u64,
-        tucano.status_code = tracing::field::Empty,
+    );
+    // Attributes, not fields: a text log line shows a span's fields.
+    span.set_attribute("messaging.system", "rabbitmq");
+    span.set_attribute("messaging.operation.type", "process");
+    span.set_attribute("messaging.operation.name", "process");
+    span.set_attribute("messaging.destination.name", delivery.exchange.to_string());
+    span.set_attribute(
+        "messaging.rabbitmq.destination.routing_key",
+        routing_key.to_owned(),
     );
     if !correlation_id.is_empty() {
-        span.record("messaging.message.conversation_id", correlation_id);
+        span.set_attribute(
+            "messaging.message.conversation_id",
+            correlation_id.to_owned(),
+        );
     }
+    span.set_attribute("messaging.message.body.size", delivery.data.len() as i64);
     // An empty context (no header, or a malformed one) makes it the root of a new trace.
     let parent = trace_context::extract(delivery.properties.headers().as_ref());
     let _ = span.set_parent(parent);
@@ -271,7 +276,7 @@ fn publish_span() -> tracing::Span {
 /// (section 15) is an error of the span, not a refused request.
 fn record_code(code: Code) {
     let span = tracing::Span::current();
-    span.record("tucano.status_code", code.as_str());
+    span.set_attribute("tucano.status_code", code.as_str());
     if matches!(code, Code::TemporarilyUnavailable | Code::InternalError) {
         span.record("otel.status_code", "ERROR");
         span.record("otel.status_description", code.as_str());

@@ -357,9 +357,7 @@ impl Client {
             Err(_) => Err(ClientError::Timeout(timeout)),
         };
         match &outcome {
-            Ok(reply) => {
-                span.record("tucano.status_code", reply.code.as_str());
-            }
+            Ok(reply) => span.set_attribute("tucano.status_code", reply.code.as_str()),
             Err(err) => {
                 span.record("otel.status_code", "ERROR");
                 span.record("otel.status_description", err.to_string());
@@ -453,19 +451,23 @@ impl Client {
 /// The span of one call; the correlation id is the client's own counter, the request
 /// body is not in it.
 fn call_span(queue: &str) -> tracing::Span {
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "call",
         otel.name = %format_args!("send {queue}"),
         otel.kind = "producer",
         otel.status_code = tracing::field::Empty,
         otel.status_description = tracing::field::Empty,
-        messaging.system = "rabbitmq",
-        messaging.operation.type = "send",
-        messaging.operation.name = "publish",
-        messaging.destination.name = "",
-        messaging.rabbitmq.destination.routing_key = queue,
-        tucano.status_code = tracing::field::Empty,
-    )
+    );
+    // Attributes, not fields: a text log line shows a span's fields.
+    span.set_attribute("messaging.system", "rabbitmq");
+    span.set_attribute("messaging.operation.type", "send");
+    span.set_attribute("messaging.operation.name", "publish");
+    span.set_attribute("messaging.destination.name", "");
+    span.set_attribute(
+        "messaging.rabbitmq.destination.routing_key",
+        queue.to_owned(),
+    );
+    span
 }
 
 async fn route_replies(mut consumer: Consumer, pending: Arc<Pending>, late: Arc<AtomicU64>) {
