@@ -666,3 +666,86 @@ async fn a_rust_callers_trace_continues_through_the_client_into_the_worker() {
     let _ = std::fs::remove_file(&log);
     cleanup(&run.prefix, &run.prefix).await;
 }
+
+/// A Python caller with the OpenTelemetry SDK and pika, injecting with the standard
+/// (W3C) propagator: prints its span's trace id and span id.
+const PYTHON_CALLER: &str = r#"
+import os, pika
+from opentelemetry import trace
+from opentelemetry.propagate import inject
+from opentelemetry.sdk.trace import TracerProvider
+
+trace.set_tracer_provider(TracerProvider())
+tracer = trace.get_tracer("python-caller")
+with tracer.start_as_current_span("python caller") as span:
+    headers = {}
+    inject(headers)
+    connection = pika.BlockingConnection(pika.URLParameters(os.environ["AMQP_URL"]))
+    channel = connection.channel()
+    channel.basic_publish(
+        exchange="",
+        routing_key=os.environ["QUEUE"],
+        body=os.environ["BODY"].encode(),
+        properties=pika.BasicProperties(
+            reply_to=os.environ["REPLY_TO"], correlation_id="python-1", headers=headers
+        ),
+    )
+    connection.close()
+    context = span.get_span_context()
+    print(format(context.trace_id, "032x"), format(context.span_id, "016x"))
+"#;
+
+#[tokio::test]
+async fn a_python_callers_trace_continues_into_the_worker() {
+    let collector = Collector::start().await;
+    let run = BinaryRun::new("otelpy").await;
+    let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
+    let endpoint = collector.endpoint();
+    let (mut child, _) = binary_with_metrics(
+        &run,
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
+        &log,
+    )
+    .await;
+    let body = by_number(seed::SESSION_TOKEN, seed::SUBSCRIPTION_NUMBER);
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("python3")
+            .arg("-c")
+            .arg(PYTHON_CALLER)
+            .env("AMQP_URL", AMQP_URL)
+            .env("QUEUE", &run.names.interactive)
+            .env("REPLY_TO", &run.replies)
+            .env("BODY", &body)
+            .output(),
+    )
+    .await
+    .expect("the Python caller finishes")
+    .expect("python3 runs (pika and opentelemetry-sdk: clients/python/requirements-dev.txt)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8");
+    let (trace_id, span_id) = stdout.trim().split_once(' ').expect("two ids");
+
+    let reply = reply_for(&run, "python-1").await;
+    assert_eq!(status_code(&reply), "OK");
+    let reply_parent = traceparent_of(&reply).expect("a traceparent");
+    assert!(reply_parent.contains(trace_id), "{reply_parent}");
+    let consumer = collector
+        .wait_span("the worker's span of the Python call", |span| {
+            hex(&span.trace_id) == trace_id && span.kind == SpanKind::Consumer as i32
+        })
+        .await;
+    assert_eq!(
+        hex(&consumer.parent_span_id),
+        span_id,
+        "the Python caller's span is the worker's parent"
+    );
+    assert!(reply_parent.contains(&hex(&consumer.span_id)));
+    assert!(terminate(&mut child).success());
+    let _ = std::fs::remove_file(&log);
+    cleanup(&run.prefix, &run.prefix).await;
+}
