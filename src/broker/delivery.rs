@@ -219,8 +219,8 @@ impl<S: Service> Context<S> {
 /// The span every line logged while a request is handled is in. With traces exported
 /// it is also the request's consumer span, a child of the context the request's
 /// headers carry, named and attributed as the OpenTelemetry messaging semantic
-/// conventions (v1.30.0) say for RabbitMQ; the dotted fields stay out of log lines.
-/// Nothing of the body is in it, only its size.
+/// conventions (v1.30.0) say for RabbitMQ. Nothing of the body is in it, only its
+/// size; the correlation id is the caller's handle, already in every log line.
 fn request_span(correlation_id: &str, queue: &'static str, delivery: &Delivery) -> tracing::Span {
     if !traces::on() {
         return tracing::info_span!("request", correlation_id, queue);
