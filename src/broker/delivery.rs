@@ -257,9 +257,9 @@ fn request_span(correlation_id: &str, queue: &'static str, delivery: &Delivery) 
     span
 }
 
-/// The reply publish's span (none unless traces are exported).
+/// The reply publish's span (none unless the request's span is exported).
 fn publish_span() -> tracing::Span {
-    if !traces::on() {
+    if !traces::sampled() {
         return tracing::Span::none();
     }
     tracing::info_span!(

@@ -407,13 +407,13 @@ async fn gather(
     }
 }
 
-/// The span of one statement (none unless traces are exported). A statement carries
+/// The span of one statement (none unless it carries a sampled request). A statement carries
 /// many requests: its span is a child of the first request's wait ("lookup") and
 /// links to the wait of every request it carries, as the messaging conventions model
 /// a batch. Its attributes say how many requests it carried; nothing of what they
 /// looked up.
 fn statement_span(batch: &[Job]) -> tracing::Span {
-    if !traces::on() {
+    if !traces::on() || !batch.iter().any(|(_, _, wait)| wait.is_sampled()) {
         return tracing::Span::none();
     }
     let span = tracing::info_span!(
@@ -427,7 +427,7 @@ fn statement_span(batch: &[Job]) -> tracing::Span {
     let mut waits = batch
         .iter()
         .map(|(_, _, wait)| wait)
-        .filter(|wait| wait.is_valid());
+        .filter(|wait| wait.is_sampled());
     if let Some(first) = waits.next() {
         let _ =
             span.set_parent(opentelemetry::Context::new().with_remote_span_context(first.clone()));

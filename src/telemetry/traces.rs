@@ -139,12 +139,20 @@ where
 }
 
 /// A child span of the current one named `name` (a step of a request: the lookup,
-/// the pass-code check, signing), or no span when traces are not exported.
+/// the pass-code check, signing), or no span when traces are not exported or the
+/// current span is not sampled (at `OTEL_TRACES_SAMPLER_ARG=0.01`, 99 requests in 100
+/// pay for one span instead of six).
 pub fn child(name: &'static str) -> tracing::Span {
-    if !on() {
+    if !sampled() {
         return tracing::Span::none();
     }
     tracing::info_span!("step", otel.name = name)
+}
+
+/// Whether traces are exported and the current span is sampled.
+pub fn sampled() -> bool {
+    use opentelemetry::trace::TraceContextExt;
+    on() && current().span().span_context().is_sampled()
 }
 
 /// The context of the current `tracing` span (empty when no layer is installed).
