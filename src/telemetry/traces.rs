@@ -76,6 +76,11 @@ where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
     let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    // The specification's switch for the whole SDK, for an operator who keeps the
+    // endpoint in a shared configuration.
+    if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        return Ok(None);
+    }
     let Some(endpoint) =
         set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT"))
     else {
