@@ -15,6 +15,7 @@ use crate::reply_to::ReplyPolicy;
 use crate::request::{self, Request};
 use crate::schema::Schemas;
 use crate::store::Store;
+use crate::telemetry::traces;
 use crate::token::Signer;
 
 /// Routing key of replies published to the results exchange for `OK`.
@@ -224,10 +225,12 @@ impl Handler {
             .store
             .authenticate(&request.token, &request.identifier, now)
             .await?;
-        let jwt = self
-            .inner
-            .signer
-            .sign(&subscription.number, now.timestamp())
+        let jwt = traces::child("sign JWT")
+            .in_scope(|| {
+                self.inner
+                    .signer
+                    .sign(&subscription.number, now.timestamp())
+            })
             .map_err(|err| Error::Internal(anyhow::Error::new(err).context("signing the JWT")))?;
         Ok(Authenticated {
             subscription_id: subscription.id.simple().to_string().to_uppercase(),

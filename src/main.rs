@@ -31,7 +31,8 @@ fn main() -> ExitCode {
         Command::Batch(_) => "info,lapin=off",
         _ => "info",
     };
-    tucano_auth::telemetry::init(level, cli.log_format);
+    // Dropped last, after the runtime: exports the spans still queued.
+    let _traces = tucano_auth::telemetry::init(level, cli.log_format);
     let built = match &cli.command {
         Command::Serve(serve) => tucano_auth::runtime::for_serve(serve),
         _ => tokio::runtime::Builder::new_multi_thread()

@@ -13,6 +13,7 @@
 //! so no request can forge a log line or drive the reader's terminal.
 
 mod json;
+pub mod traces;
 
 use std::io::{self, Write};
 
@@ -46,18 +47,27 @@ pub fn may_carry_a_body(meta: &Metadata<'_>) -> bool {
 
 /// Installs the subscriber: `RUST_LOG` (or `default`) to standard error, less the
 /// events that may carry a message body, through [`Escaping`], as text or JSON. No
-/// colours: they are control characters too, and a log must not hold any.
+/// colours: they are control characters too, and a log must not hold any. With an
+/// OTLP endpoint in the `OTEL_*` variables, spans are exported too ([`traces`]); keep
+/// the returned pipeline until the end, when dropping it exports what is left.
 ///
 /// In JSON, every line is one object: `timestamp` (RFC 3339), `level`, `target`,
 /// `message`, the event's fields, and the fields of the spans it was logged in (a
-/// request's `correlation_id` and `queue`) at the top level.
-pub fn init(default: &str, format: LogFormat) {
+/// request's `correlation_id` and `queue`) at the top level, with `trace_id` and
+/// `span_id` while a traced span is active.
+pub fn init(default: &str, format: LogFormat) -> Option<traces::Traces> {
     let rust_log = std::env::var("RUST_LOG").ok();
     // Global filters, not per-layer ones: with a per-layer filter the JSON formatter
     // did not see the request span of the first event of each call site.
     let registry = tracing_subscriber::registry()
         .with(filter(rust_log.as_deref(), default))
         .with(FilterFn::new(|meta| !may_carry_a_body(meta)));
+    let (otel, pipeline, refused) = match traces::layer() {
+        Ok(Some((layer, pipeline))) => (Some(layer), Some(pipeline), None),
+        Ok(None) => (None, None, None),
+        Err(why) => (None, None, Some(why)),
+    };
+    let registry = registry.with(otel);
     match format {
         LogFormat::Text => registry
             .with(
@@ -75,6 +85,10 @@ pub fn init(default: &str, format: LogFormat) {
             )
             .init(),
     }
+    if let Some(why) = refused {
+        tracing::warn!("{why}");
+    }
+    pipeline
 }
 
 /// A writer of log lines that escapes the control characters inside each line

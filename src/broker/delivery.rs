@@ -13,14 +13,17 @@ use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::BasicProperties;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::replies::{Message, Published, Replies};
 use super::sanitize::REPAIRED_HEADER;
 use super::stats::Stats;
-use crate::error::Error;
+use super::trace_context;
+use crate::error::{Code, Error};
 use crate::handle::{Incoming, Outcome, Route, Service};
 use crate::observe::metrics::{QueueMetrics, REQUEUED, RETURNED};
 use crate::reply_to::is_direct;
+use crate::telemetry::traces;
 
 /// What every delivery task shares.
 pub(super) struct Context<S> {
@@ -45,6 +48,7 @@ impl<S: Service> Context<S> {
         let span = request_span(
             correlation_id.as_ref().map_or("", |c| c.as_str()),
             self.metrics.queue,
+            &delivery,
         );
         self.answer(delivery, correlation_id).instrument(span).await;
     }
@@ -79,8 +83,21 @@ impl<S: Service> Context<S> {
         };
         tracing::debug!(code = %outcome.code, "answered");
         let mut code = outcome.code;
+        // The reply names the request's span; with no traces exported there is none,
+        // and the caller's context goes back as it came (W3C: passed on unchanged).
+        let reply_context = if traces::on() {
+            traces::current()
+        } else {
+            trace_context::extract(properties.headers().as_ref())
+        };
         let mut published = self
-            .publish(&outcome, correlation_id.clone(), Some(started))
+            .publish(
+                &outcome,
+                correlation_id.clone(),
+                Some(started),
+                &reply_context,
+            )
+            .instrument(publish_span())
             .await;
         if let (Published::Refused(err), Route::ReplyTo(name)) = (&published, &outcome.route) {
             if is_direct(name) {
@@ -90,8 +107,14 @@ impl<S: Service> Context<S> {
                 let refusal =
                     Outcome::from_result(None, Err(Error::ReplyToNotAllowed(name.clone())));
                 code = refusal.code;
-                published = self.publish(&refusal, correlation_id, None).await;
+                published = self
+                    .publish(&refusal, correlation_id, None, &reply_context)
+                    .instrument(publish_span())
+                    .await;
             }
+        }
+        if traces::on() {
+            record_code(code);
         }
         match published {
             Published::Confirmed { returned } => {
@@ -116,10 +139,12 @@ impl<S: Service> Context<S> {
                 }
             }
             Published::Nacked => {
+                unanswered();
                 tracing::warn!("the broker refused a reply; the request goes back to the queue");
                 self.give_back(&delivery).await;
             }
             Published::Refused(err) | Published::Unavailable(err) => {
+                unanswered();
                 tracing::warn!(error = %err, "cannot publish a reply; the request goes back to the queue");
                 self.give_back(&delivery).await;
             }
@@ -134,12 +159,14 @@ impl<S: Service> Context<S> {
         outcome: &Outcome,
         correlation_id: Option<ShortString>,
         started: Option<Instant>,
+        trace: &opentelemetry::Context,
     ) -> Published {
         let mut headers = FieldTable::default();
         headers.insert(
             "x-status-code".into(),
             AMQPValue::LongString(outcome.code.as_str().into()),
         );
+        trace_context::inject(trace, &mut headers);
         let mut properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_headers(headers);
@@ -189,9 +216,83 @@ impl<S: Service> Context<S> {
     }
 }
 
-/// The span every line logged while a request is handled is in.
-fn request_span(correlation_id: &str, queue: &'static str) -> tracing::Span {
-    tracing::info_span!("request", correlation_id, queue)
+/// The span every line logged while a request is handled is in. With traces exported
+/// it is also the request's consumer span, a child of the context the request's
+/// headers carry, named and attributed as the OpenTelemetry messaging semantic
+/// conventions (v1.30.0) say for RabbitMQ. Nothing of the body is in it, only its
+/// size; the correlation id is the caller's handle, already in every log line.
+fn request_span(correlation_id: &str, queue: &'static str, delivery: &Delivery) -> tracing::Span {
+    if !traces::on() {
+        return tracing::info_span!("request", correlation_id, queue);
+    }
+    let routing_key = delivery.routing_key.as_str();
+    let span = tracing::info_span!(
+        "request",
+        correlation_id,
+        queue,
+        otel.name = %format_args!("process {routing_key}"),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    );
+    // Attributes, not fields: a text log line shows a span's fields.
+    span.set_attribute("messaging.system", "rabbitmq");
+    span.set_attribute("messaging.operation.type", "process");
+    span.set_attribute("messaging.operation.name", "process");
+    span.set_attribute("messaging.destination.name", delivery.exchange.to_string());
+    span.set_attribute(
+        "messaging.rabbitmq.destination.routing_key",
+        routing_key.to_owned(),
+    );
+    if !correlation_id.is_empty() {
+        span.set_attribute(
+            "messaging.message.conversation_id",
+            correlation_id.to_owned(),
+        );
+    }
+    span.set_attribute("messaging.message.body.size", delivery.data.len() as i64);
+    // An empty context (no header, or a malformed one) makes it the root of a new trace.
+    let parent = trace_context::extract(delivery.properties.headers().as_ref());
+    let _ = span.set_parent(parent);
+    span
+}
+
+/// The reply publish's span (none unless the request's span is exported).
+fn publish_span() -> tracing::Span {
+    if !traces::sampled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "reply",
+        otel.name = "send reply",
+        otel.kind = "producer",
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
+    )
+}
+
+/// Records the reply's code on the request span; only a fault of the service
+/// (section 15) is an error of the span, not a refused request.
+fn record_code(code: Code) {
+    let span = tracing::Span::current();
+    span.set_attribute("tucano.status_code", code.as_str());
+    if matches!(code, Code::TemporarilyUnavailable | Code::InternalError) {
+        span.record("otel.status_code", "ERROR");
+        span.record("otel.status_description", code.as_str());
+    }
+}
+
+/// Marks the request span as failed: its reply could not be published.
+fn unanswered() {
+    if traces::on() {
+        let span = tracing::Span::current();
+        span.record("otel.status_code", "ERROR");
+        span.record(
+            "otel.status_description",
+            "the reply could not be published",
+        );
+    }
 }
 
 /// The properties the connection's sanitizer repaired, from its marker header.

@@ -11,6 +11,7 @@ pub mod sanitize;
 mod stats;
 mod tls;
 mod topology;
+pub mod trace_context;
 pub mod transport;
 
 use std::future::Future;

@@ -63,9 +63,13 @@ use futures_util::StreamExt;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
+use opentelemetry::trace::TraceContextExt;
 use tokio::sync::oneshot;
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::broker::trace_context;
 use crate::broker::{Names, TlsFiles};
 
 pub use nodes::split_nodes;
@@ -324,23 +328,50 @@ impl Client {
     ///
     /// When the connection in use was lost before this call, the call connects again
     /// first (within its timeout).
+    ///
+    /// Each call is a span (`send <queue>`, a producer span of the OpenTelemetry
+    /// messaging conventions) in the caller's current `tracing` span; its W3C trace
+    /// context goes with the request (`traceparent`, `tracestate` headers), so a
+    /// caller's trace continues into the worker. A caller that traces with the
+    /// OpenTelemetry API instead of `tracing` has its current context sent.
     pub async fn send(
         &self,
         queue: Queue,
         request: &[u8],
         timeout: Duration,
     ) -> Result<Reply, ClientError> {
-        match tokio::time::timeout(timeout, self.call(queue, request)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(ClientError::Timeout(timeout)),
-        }
-    }
-
-    async fn call(&self, queue: Queue, request: &[u8]) -> Result<Reply, ClientError> {
         let queue = match queue {
             Queue::Interactive => self.names.interactive.as_str(),
             Queue::Batch => self.names.batch.as_str(),
         };
+        let span = call_span(queue);
+        let mut context = span.context();
+        if !context.span().span_context().is_valid() {
+            context = opentelemetry::Context::current();
+        }
+        let mut headers = FieldTable::default();
+        trace_context::inject(&context, &mut headers);
+        let call = tokio::time::timeout(timeout, self.call(queue, request, headers));
+        let outcome = match call.instrument(span.clone()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(ClientError::Timeout(timeout)),
+        };
+        match &outcome {
+            Ok(reply) => span.set_attribute("tucano.status_code", reply.code.as_str()),
+            Err(err) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("otel.status_description", err.to_string());
+            }
+        }
+        outcome
+    }
+
+    async fn call(
+        &self,
+        queue: &str,
+        request: &[u8],
+        headers: FieldTable,
+    ) -> Result<Reply, ClientError> {
         if self.is_lost() {
             self.reconnect().await?;
         }
@@ -371,7 +402,8 @@ impl Client {
                     .with_content_type("application/json".into())
                     .with_correlation_id(id.as_str().into())
                     .with_reply_to(DIRECT_REPLY_TO.into())
-                    .with_delivery_mode(2),
+                    .with_delivery_mode(2)
+                    .with_headers(headers),
             )
             .await
             .map_err(lost)?
@@ -457,6 +489,28 @@ impl Client {
 
 /// Hands each reply to the call waiting for its `correlation_id` until the consumer
 /// stops, then fails every waiting call (and every later one) with the reason.
+/// The span of one call; the correlation id is the client's own counter, the request
+/// body is not in it.
+fn call_span(queue: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "call",
+        otel.name = %format_args!("send {queue}"),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    );
+    // Attributes, not fields: a text log line shows a span's fields.
+    span.set_attribute("messaging.system", "rabbitmq");
+    span.set_attribute("messaging.operation.type", "send");
+    span.set_attribute("messaging.operation.name", "publish");
+    span.set_attribute("messaging.destination.name", "");
+    span.set_attribute(
+        "messaging.rabbitmq.destination.routing_key",
+        queue.to_owned(),
+    );
+    span
+}
+
 async fn route_replies(mut consumer: Consumer, pending: Arc<Pending>, late: Arc<AtomicU64>) {
     let reason = loop {
         match consumer.next().await {

@@ -46,6 +46,8 @@ pub const PASS_CODE_LOCKOUTS: &str = "tucano_auth_pass_code_lockouts_total";
 /// Counter: pass-code requests answered `TEMPORARILY_UNAVAILABLE` because
 /// `TUCANO_PASS_CODE_BACKLOG` of them were already waiting.
 pub const PASS_CODES_SHED: &str = "tucano_auth_pass_code_shed_total";
+/// Counter of trace spans dropped: the export queue was full or the collector failed.
+pub const SPANS_DROPPED: &str = "tucano_auth_spans_dropped_total";
 /// 1, with the `version` label.
 pub const BUILD_INFO: &str = "tucano_auth_build_info";
 
@@ -108,6 +110,7 @@ pub fn install() -> Option<PrometheusHandle> {
                 metrics::counter!(REDELIVERIES, "queue" => queue).absolute(0);
                 metrics::gauge!(IN_FLIGHT, "queue" => queue).set(0.0);
             }
+            metrics::counter!(SPANS_DROPPED).absolute(0);
             Some(handle)
         })
         .clone()
@@ -147,6 +150,10 @@ fn describe() {
     describe_counter!(
         PASS_CODES_SHED,
         "Pass-code requests answered TEMPORARILY_UNAVAILABLE: the pass-code backlog was full."
+    );
+    describe_counter!(
+        SPANS_DROPPED,
+        "Trace spans dropped: export queue full or export failed."
     );
     describe_gauge!(BUILD_INFO, "1, labelled with the version.");
 }

@@ -22,12 +22,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
+use opentelemetry::trace::{SpanContext, TraceContextExt};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_postgres::Row;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use crate::error::Error;
 use crate::observe::metrics::{STATEMENT_DURATION, STATEMENT_REQUESTS};
+use crate::telemetry::traces;
 
 mod connections;
 
@@ -283,11 +287,16 @@ enum Failure {
 
 type Reply = oneshot::Sender<Result<Found, Failure>>;
 
+/// A lookup waiting for its statement: what to read, where to answer, and the span of
+/// the request's wait (invalid unless traces are exported), which the statement's span
+/// links to.
+type Job = (Lookup, Reply, SpanContext);
+
 /// The task that batches lookups; cheap to clone. The task ends when the last clone
 /// is dropped.
 #[derive(Debug, Clone)]
 pub(super) struct Lookups {
-    jobs: mpsc::UnboundedSender<(Lookup, Reply)>,
+    jobs: mpsc::UnboundedSender<Job>,
     counts: Arc<Counts>,
 }
 
@@ -335,7 +344,12 @@ impl Lookups {
     /// are waiting. Database errors are classified by [`Error::from_postgres`].
     pub async fn find(&self, lookup: Lookup) -> Result<Found, Error> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send((lookup, reply)).map_err(|_| {
+        let waiting = if traces::on() {
+            traces::current().span().span_context().clone()
+        } else {
+            SpanContext::empty_context()
+        };
+        self.jobs.send((lookup, reply, waiting)).map_err(|_| {
             Error::Internal(anyhow::anyhow!("the database lookup task has stopped"))
         })?;
         match answer.await {
@@ -355,7 +369,7 @@ impl Lookups {
 /// finished or stalled and a slot is free, and runs it as one statement.
 async fn gather(
     connections: Arc<Connections>,
-    mut queue: mpsc::UnboundedReceiver<(Lookup, Reply)>,
+    mut queue: mpsc::UnboundedReceiver<Job>,
     concurrency: usize,
     counts: Arc<Counts>,
 ) {
@@ -375,12 +389,16 @@ async fn gather(
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let connections = Arc::clone(&connections);
         metrics::histogram!(STATEMENT_REQUESTS).record(batch.len() as f64);
-        let statement = tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            run(&connections, batch).await;
-            metrics::histogram!(STATEMENT_DURATION).record(started.elapsed().as_secs_f64());
-            drop(slot);
-        });
+        let span = statement_span(&batch);
+        let statement = tokio::spawn(
+            async move {
+                let started = std::time::Instant::now();
+                run(&connections, batch).await;
+                metrics::histogram!(STATEMENT_DURATION).record(started.elapsed().as_secs_f64());
+                drop(slot);
+            }
+            .instrument(span),
+        );
         // One statement at a time, so the next batch gathers while this one runs; but
         // one slower than STALLED (a backend stuck writing a dirty page back, a lost
         // packet) no longer holds back every request behind it.
@@ -389,8 +407,40 @@ async fn gather(
     }
 }
 
+/// The span of one statement (none unless it carries a sampled request). A statement carries
+/// many requests: its span is a child of the first request's wait ("lookup") and
+/// links to the wait of every request it carries, as the messaging conventions model
+/// a batch. Its attributes say how many requests it carried; nothing of what they
+/// looked up.
+fn statement_span(batch: &[Job]) -> tracing::Span {
+    if !traces::on() || !batch.iter().any(|(_, _, wait)| wait.is_sampled()) {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "statement",
+        otel.name = "SELECT lookup",
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = "SELECT",
+        db.operation.batch.size = batch.len() as u64,
+    );
+    let mut waits = batch
+        .iter()
+        .map(|(_, _, wait)| wait)
+        .filter(|wait| wait.is_sampled());
+    if let Some(first) = waits.next() {
+        let _ =
+            span.set_parent(opentelemetry::Context::new().with_remote_span_context(first.clone()));
+        span.add_link(first.clone());
+    }
+    for wait in waits {
+        span.add_link(wait.clone());
+    }
+    span
+}
+
 /// Runs one statement for `batch` and answers each of its requests.
-async fn run(connections: &Connections, batch: Vec<(Lookup, Reply)>) {
+async fn run(connections: &Connections, batch: Vec<Job>) {
     let n = batch.len();
     // The distinct sessions of the batch, and each request's (1-based; 0 for none).
     let mut sessions: Vec<&SessionKey> = Vec::new();
@@ -401,7 +451,7 @@ async fn run(connections: &Connections, batch: Vec<(Lookup, Reply)>) {
     let mut type_kind = Vec::with_capacity(n);
     let mut type_id = Vec::with_capacity(n);
     let mut type_text = Vec::with_capacity(n);
-    for (lookup, _) in &batch {
+    for (lookup, _, _) in &batch {
         let position = lookup.session.as_ref().map_or(0, |key| {
             let index = match sessions.iter().position(|known| *known == key) {
                 Some(index) => index,
@@ -460,7 +510,7 @@ async fn run(connections: &Connections, batch: Vec<(Lookup, Reply)>) {
         Ok(rows) => rows,
         Err(err) => {
             let failure = Failure::Database(Arc::new(err));
-            for (_, reply) in batch {
+            for (_, reply, _) in batch {
                 let _ = reply.send(Err(failure.clone()));
             }
             return;
@@ -476,7 +526,7 @@ async fn run(connections: &Connections, batch: Vec<(Lookup, Reply)>) {
             *slot = Some(row.into_found());
         }
     }
-    for ((_, reply), found) in batch.into_iter().zip(found) {
+    for ((_, reply, _), found) in batch.into_iter().zip(found) {
         // Every input row yields exactly one output row; a gap is a bug in the
         // statement (INTERNAL_ERROR), not "nothing found".
         let _ = reply.send(found.ok_or(Failure::NoRow));

@@ -442,13 +442,13 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Subscription, Error> {
         let session = self.session_key(token, now)?;
-        let found = self
-            .lookups
-            .find(lookup::Lookup {
-                session: Some(session),
-                entity: Some(resolve::entity_key(identifier)),
-            })
-            .await?;
+        let lookup = self.lookups.find(lookup::Lookup {
+            session: Some(session),
+            entity: Some(resolve::entity_key(identifier)),
+        });
+        let found =
+            tracing::Instrument::instrument(lookup, crate::telemetry::traces::child("lookup"))
+                .await?;
         login::check_session(found.session, now)?;
         resolve::check_entity(identifier, found.entity, &self.lockout, &self.backlog).await
     }

@@ -209,7 +209,12 @@ async fn check_credential(
                 None => None,
             };
             // Verified even when the row is missing, so timing reveals nothing.
-            let matched = pass_code::verify(stored, pass_code).await?;
+            let verify = pass_code::verify(stored, pass_code);
+            let matched = tracing::Instrument::instrument(
+                verify,
+                crate::telemetry::traces::child("verify pass code"),
+            )
+            .await?;
             if let Some(slot) = slot {
                 lockout.settle(holder, identifier, slot, matched).await?;
             }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -45,12 +46,24 @@ where
                     continue;
                 };
                 match serde_json::from_str::<Value>(fields) {
-                    Ok(Value::Object(fields)) => line.extend(fields),
+                    // Dotted names are OpenTelemetry attributes (`messaging.system`,
+                    // `otel.kind`): for the trace, not the log line.
+                    Ok(Value::Object(fields)) => {
+                        line.extend(fields.into_iter().filter(|(name, _)| !name.contains('.')))
+                    }
                     _ => {
                         line.insert("span_fields".into(), fields.to_string().into());
                     }
                 }
             }
+        }
+        // The span's context is activated on entry when traces are exported.
+        let context = opentelemetry::Context::current();
+        let span = context.span();
+        let ids = span.span_context();
+        if ids.is_valid() {
+            line.insert("trace_id".into(), ids.trace_id().to_string().into());
+            line.insert("span_id".into(), ids.span_id().to_string().into());
         }
         event.record(&mut Fields(&mut line));
         writeln!(writer, "{}", Value::Object(line))

@@ -40,3 +40,4 @@ mod standby;
 mod stored_hashes;
 mod strict_csv;
 mod tls;
+mod traces;

@@ -88,7 +88,7 @@ impl Service for Echo {
 /// worker builds (`tucano_auth::runtime::for_serve`), with the threads and CPU pinning
 /// of those settings (the bench gives the echo one thread per core unless told).
 pub fn run() -> anyhow::Result<()> {
-    tucano_auth::telemetry::init("info", tucano_auth::telemetry::LogFormat::Text);
+    let _traces = tucano_auth::telemetry::init("info", tucano_auth::telemetry::LogFormat::Text);
     let cli = Cli::try_parse_from(["tucano-auth", "serve"])
         .context("reading the worker's settings from the environment")?;
     let Command::Serve(serve) = &cli.command else {

@@ -107,7 +107,7 @@ pub struct Args {
 }
 
 fn main() -> ExitCode {
-    tucano_auth::telemetry::init("warn", tucano_auth::telemetry::LogFormat::Text);
+    let _traces = tucano_auth::telemetry::init("warn", tucano_auth::telemetry::LogFormat::Text);
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
