@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use lapin::message::Delivery;
-use lapin::options::{BasicGetOptions, BasicPublishOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -185,15 +185,7 @@ async fn publish(run: &BinaryRun, body: &str, correlation_id: &str, headers: Fie
 async fn reply_for(run: &BinaryRun, correlation_id: &str) -> Delivery {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let got = run
-            .channel
-            .basic_get(
-                run.replies.as_str().into(),
-                BasicGetOptions { no_ack: true },
-            )
-            .await
-            .expect("get")
-            .map(|message| message.delivery);
+        let got = run.take_reply().await;
         match got {
             Some(delivery)
                 if delivery
@@ -221,15 +213,7 @@ async fn codes_of(run: &BinaryRun, n: usize) -> std::collections::HashMap<String
     let mut codes = std::collections::HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while codes.len() < n {
-        let got = run
-            .channel
-            .basic_get(
-                run.replies.as_str().into(),
-                BasicGetOptions { no_ack: true },
-            )
-            .await
-            .expect("get")
-            .map(|message| message.delivery);
+        let got = run.take_reply().await;
         match got {
             Some(delivery) => {
                 let id = delivery
