@@ -26,9 +26,17 @@
 //!
 //! Identifiers that exist nowhere are counted like the others, so a lockout tells
 //! nothing about which identifiers exist. Times are the database's (`now()`), so
-//! workers with skewed clocks agree. A worker that stops between taking a try and
-//! its verdict leaves it pending until the window ends: the error is on the side of
-//! the lock.
+//! workers with skewed clocks agree.
+//! - A worker killed between taking a try and its verdict never settles it. Tries in
+//!   flight therefore count only while a try was taken within [`PENDING_EXPIRY`]:
+//!   once none has been for that long, the ones still marked pending are taken to be
+//!   a dead worker's and no longer hold the identifier (its wrong pass codes still
+//!   count). Holding them for the whole window made five SIGKILLs in the chaos run
+//!   leave a customer's right pass code answered `TEMPORARILY_UNAVAILABLE` for 15
+//!   minutes. A live verification settles within a second, or a few under a full
+//!   pass-code backlog, so the expiry is several times that; the cost is that a burst
+//!   against one identifier while its tries wait more than the expiry in a full
+//!   backlog may have a few more than `max_failures` verified.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +45,11 @@ use sqlx::PgPool;
 
 use crate::error::Error;
 use crate::observe::metrics::PASS_CODE_LOCKOUTS;
+
+/// How long tries in flight hold an identifier after the last try was taken; see the
+/// module docs. Below the wait of a try that finds the others in flight (15 s), so a
+/// dead worker's tries free the identifier before a waiting try gives up.
+pub const PENDING_EXPIRY: Duration = Duration::from_secs(5);
 
 /// `TUCANO_PASS_CODE_MAX_FAILURES`'s default.
 pub const DEFAULT_MAX_FAILURES: u32 = 5;
@@ -99,9 +112,12 @@ impl Lockout {
                  failures = CASE WHEN f.last_failure > now() - make_interval(secs => $3) \
                                  THEN f.failures ELSE 0 END, \
                  pending = CASE WHEN f.last_failure > now() - make_interval(secs => $3) \
+                                 AND f.last_failure > now() - make_interval(secs => $5) \
                                 THEN f.pending + 1 ELSE 1 END, \
                  last_failure = now() \
-             WHERE f.failures + f.pending < $4 \
+             WHERE f.failures \
+                   + CASE WHEN f.last_failure > now() - make_interval(secs => $5) \
+                          THEN f.pending ELSE 0 END < $4 \
                 OR f.last_failure <= now() - make_interval(secs => $3) \
              RETURNING failures",
         )
@@ -109,6 +125,7 @@ impl Lockout {
         .bind(identifier)
         .bind(self.window_seconds)
         .bind(self.max_failures)
+        .bind(PENDING_EXPIRY.as_secs_f64())
         .fetch_optional(&self.pool)
         .await
         .map_err(from_sqlx)?;

@@ -255,7 +255,7 @@ async fn check_credential(
 
 /// How long a try waits, at most, for the tries of its identifier being verified to
 /// settle, before it is answered `TEMPORARILY_UNAVAILABLE`.
-const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A try of `identifier`'s pass code to verify, from the lockout. While every try left
 /// is being verified (a burst, or a client sending the same right pass code many times

@@ -193,3 +193,46 @@ async fn the_right_pass_code_sent_many_times_at_once_is_accepted_every_time() {
         "nothing counted, nothing left in flight"
     );
 }
+
+/// A worker SIGKILLed between taking tries and settling them leaves them pending. They
+/// must not hold the identifier once no try has been taken for the expiry: the right
+/// pass code is answered `OK` (not `TEMPORARILY_UNAVAILABLE` after a wait), while a
+/// live burst still gets no more tries than the limit.
+#[tokio::test]
+async fn tries_a_dead_worker_left_pending_stop_holding_the_identifier() {
+    let worker = TestWorker::spawn().await;
+    // As a worker killed mid-verification leaves them: every try of the window taken
+    // and never settled, the last one taken just now.
+    sqlx::query(
+        "INSERT INTO pass_code_failures (holder, identifier, failures, pending, last_failure) \
+         VALUES ('access_token', 'demo-user-1', 0, 5, now())",
+    )
+    .execute(&worker.pool)
+    .await
+    .expect("leave tries pending");
+    let started = std::time::Instant::now();
+    let reply = worker.call(&user("1234")).await;
+    let waited = started.elapsed();
+    assert_eq!(reply.code(), "OK", "{}", reply.raw);
+    // It waited for the dead worker's tries to expire, not for the window (900 s).
+    assert!(
+        waited >= tucano_auth::store::lockout::PENDING_EXPIRY - Duration::from_millis(500)
+            && waited < Duration::from_secs(14),
+        "answered after {waited:?}"
+    );
+    // Wrong pass codes after a dead worker's tries still count toward the lock.
+    sqlx::query(
+        "INSERT INTO pass_code_failures (holder, identifier, failures, pending, last_failure) \
+         VALUES ('access_token', 'demo-user-1', 5, 3, now() - interval '30 seconds') \
+         ON CONFLICT (holder, identifier) DO UPDATE SET failures = 5, pending = 3, \
+         last_failure = now() - interval '30 seconds'",
+    )
+    .execute(&worker.pool)
+    .await
+    .expect("a locked identifier with stale tries");
+    assert_eq!(
+        worker.call(&user("1234")).await.code(),
+        "AUTHENTICATION_FAILED",
+        "five wrong pass codes in the window still lock, whatever is pending"
+    );
+}
