@@ -29,15 +29,8 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
-/// `LOG_FORMAT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One line of text per event.
-    Text,
-    /// One JSON object per line: timestamp, level, target, message, the event's fields
-    /// and, while a request is handled, its `correlation_id` and `queue`.
-    Json,
-}
+/// `LOG_FORMAT`, defined beside the log it shapes.
+pub use crate::telemetry::LogFormat;
 
 /// The subcommands. Each takes only the settings it uses, so its `--help` offers
 /// nothing it would ignore.

@@ -17,7 +17,16 @@ pub mod traces;
 
 use std::io::{self, Write};
 
-pub use crate::config::LogFormat;
+/// `LOG_FORMAT`. Defined here, not with the command line, so that the telemetry
+/// the request path uses (traces) imports nothing from `config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per line: timestamp, level, target, message, the event's fields
+    /// and, while a request is handled, its `correlation_id` and `queue`.
+    Json,
+}
 
 use tracing::{Level, Metadata};
 use tracing_subscriber::filter::{EnvFilter, FilterFn};
