@@ -233,6 +233,30 @@ async fn codes_of(run: &BinaryRun, n: usize) -> std::collections::HashMap<String
     codes
 }
 
+/// Publishes `n` plain requests, correlation ids `LABEL-0`..., and checks each is
+/// answered `OK`.
+async fn answered_ok(run: &BinaryRun, label: &str, n: usize) {
+    let ok = by_number(seed::SESSION_TOKEN, seed::SUBSCRIPTION_NUMBER);
+    for i in 0..n {
+        publish(run, &ok, &format!("{label}-{i}"), FieldTable::default()).await;
+    }
+    let codes = codes_of(run, n).await;
+    for i in 0..n {
+        assert_eq!(
+            codes.get(&format!("{label}-{i}")).map(String::as_str),
+            Some("OK")
+        );
+    }
+}
+
+/// The worker's `tucano_auth_spans_dropped_total`, read from its `/metrics`.
+async fn spans_dropped(addr: SocketAddr) -> Option<f64> {
+    let (_, body) = http_get(addr, "/metrics").await.expect("/metrics");
+    body.lines()
+        .find_map(|line| line.strip_prefix("tucano_auth_spans_dropped_total "))
+        .map(|value| value.trim().parse::<f64>().expect("a number"))
+}
+
 fn status_code(delivery: &Delivery) -> String {
     let body: serde_json::Value = serde_json::from_slice(&delivery.data).expect("JSON reply");
     body["status"]["code"].as_str().expect("code").to_owned()
@@ -558,28 +582,13 @@ async fn an_unreachable_collector_costs_no_answer_and_drops_are_counted() {
         &log,
     )
     .await;
-    let dropped = async || {
-        let (_, body) = http_get(addr, "/metrics").await.expect("/metrics");
-        body.lines()
-            .find_map(|line| line.strip_prefix("tucano_auth_spans_dropped_total "))
-            .map(|value| value.trim().parse::<f64>().expect("a number"))
-    };
+    let dropped = async || spans_dropped(addr).await;
     assert!(
         dropped().await.is_some(),
         "tucano_auth_spans_dropped_total is exported from the start"
     );
-    let ok = by_number(seed::SESSION_TOKEN, seed::SUBSCRIPTION_NUMBER);
     let n = 20;
-    for i in 0..n {
-        publish(&run, &ok, &format!("down-{i}"), FieldTable::default()).await;
-    }
-    let codes = codes_of(&run, n).await;
-    for i in 0..n {
-        assert_eq!(
-            codes.get(&format!("down-{i}")).map(String::as_str),
-            Some("OK")
-        );
-    }
+    answered_ok(&run, "down", n).await;
     // Each request made at least its consumer span; all of them are dropped.
     wait_for("the dropped spans to be counted", async || {
         dropped().await.is_some_and(|count| count >= n as f64)
@@ -801,27 +810,11 @@ async fn a_collector_that_never_answers_holds_up_no_request() {
         &log,
     )
     .await;
-    let ok = by_number(seed::SESSION_TOKEN, seed::SUBSCRIPTION_NUMBER);
     let n = 50;
-    for i in 0..n {
-        publish(&run, &ok, &format!("mute-{i}"), FieldTable::default()).await;
-    }
-    let codes = codes_of(&run, n).await;
-    for i in 0..n {
-        assert_eq!(
-            codes.get(&format!("mute-{i}")).map(String::as_str),
-            Some("OK")
-        );
-    }
+    answered_ok(&run, "mute", n).await;
     wait_for(
         "the spans of the timed-out export to be counted",
-        async || {
-            let (_, body) = http_get(addr, "/metrics").await.expect("/metrics");
-            body.lines()
-                .find_map(|line| line.strip_prefix("tucano_auth_spans_dropped_total "))
-                .and_then(|value| value.trim().parse::<f64>().ok())
-                .is_some_and(|count| count >= 1.0)
-        },
+        async || spans_dropped(addr).await.is_some_and(|count| count >= 1.0),
     )
     .await;
     // Its exit waits a bounded time for the queue, not for the collector.
