@@ -235,14 +235,12 @@ fn request_span(correlation_id: &str, queue: &'static str, delivery: &Delivery) 
         otel.status_code = tracing::field::Empty,
         otel.status_description = tracing::field::Empty,
     );
-    // Attributes, not fields: a text log line shows a span's fields.
-    span.set_attribute("messaging.system", "rabbitmq");
-    span.set_attribute("messaging.operation.type", "process");
-    span.set_attribute("messaging.operation.name", "process");
-    span.set_attribute("messaging.destination.name", delivery.exchange.to_string());
-    span.set_attribute(
-        "messaging.rabbitmq.destination.routing_key",
-        routing_key.to_owned(),
+    trace_context::set_messaging_attributes(
+        &span,
+        "process",
+        "process",
+        delivery.exchange.as_str(),
+        routing_key,
     );
     if !correlation_id.is_empty() {
         span.set_attribute(

@@ -66,6 +66,29 @@ impl Injector for Writer<'_> {
     }
 }
 
+/// Sets the OpenTelemetry messaging attributes every RabbitMQ span of ours carries: the
+/// system, the operation (`process`/`process` for the worker's consumer span,
+/// `send`/`publish` for a client's call), the exchange (empty for the default one) and
+/// the routing key. Attributes, not `tracing` fields: a text log line shows a span's
+/// fields.
+pub fn set_messaging_attributes(
+    span: &tracing::Span,
+    operation_type: &'static str,
+    operation_name: &'static str,
+    exchange: &str,
+    routing_key: &str,
+) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    span.set_attribute("messaging.system", "rabbitmq");
+    span.set_attribute("messaging.operation.type", operation_type);
+    span.set_attribute("messaging.operation.name", operation_name);
+    span.set_attribute("messaging.destination.name", exchange.to_owned());
+    span.set_attribute(
+        "messaging.rabbitmq.destination.routing_key",
+        routing_key.to_owned(),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

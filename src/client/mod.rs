@@ -499,15 +499,8 @@ fn call_span(queue: &str) -> tracing::Span {
         otel.status_code = tracing::field::Empty,
         otel.status_description = tracing::field::Empty,
     );
-    // Attributes, not fields: a text log line shows a span's fields.
-    span.set_attribute("messaging.system", "rabbitmq");
-    span.set_attribute("messaging.operation.type", "send");
-    span.set_attribute("messaging.operation.name", "publish");
-    span.set_attribute("messaging.destination.name", "");
-    span.set_attribute(
-        "messaging.rabbitmq.destination.routing_key",
-        queue.to_owned(),
-    );
+    // Requests go through the default exchange, routed by the queue's name.
+    trace_context::set_messaging_attributes(&span, "send", "publish", "", queue);
     span
 }
 
