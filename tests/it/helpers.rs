@@ -378,20 +378,27 @@ impl Drop for TestWorker {
         // this drop blocks, and closing a TLS connection (sslmode=prefer against a
         // server with ssl on) waits on that runtime: it hung. Dropping the database
         // ends its connections from the server's side.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(cleanup(&prefix, &db));
-        })
-        .join();
+        block_on_own_thread(async move { cleanup(&prefix, &db).await });
     }
 }
 
 /// Deletes the queues and exchanges under `prefix` and the database `db`.
+/// Runs `work` to its end on a thread with a runtime of its own: what a `Drop` that
+/// must clean up over the network does, since it cannot await (and must not block the
+/// test's runtime, which may be the one it is dropped on).
+pub fn block_on_own_thread(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(work);
+    })
+    .join();
+}
+
 pub async fn cleanup(prefix: &str, db: &str) {
     if let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await {
         let extra = [

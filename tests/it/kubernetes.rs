@@ -390,30 +390,21 @@ impl Drop for Cleanup {
         }
         let db = self.db.clone();
         let roles = self.roles.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(mut admin) =
-                    sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres")).await
-                {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+        crate::helpers::block_on_own_thread(async move {
+            if let Ok(mut admin) =
+                sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres")).await
+            {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
+                for role in roles {
+                    let _ = sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
                         .execute(&mut admin)
                         .await;
-                    for role in roles {
-                        let _ = sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
-                            .execute(&mut admin)
-                            .await;
-                    }
-                    let _ = admin.close().await;
                 }
-            });
-        })
-        .join();
+                let _ = admin.close().await;
+            }
+        });
     }
 }
 
