@@ -91,12 +91,7 @@ impl Signer {
         subscription_number: &str,
         now: i64,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        let keys = self.keys.get();
-        jsonwebtoken::encode(
-            keys.header(),
-            &self.claims(subscription_number, now),
-            keys.signing_key(),
-        )
+        self.keys.get().sign(&self.claims(subscription_number, now))
     }
 }
 
@@ -148,6 +143,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(data.header.typ.as_deref(), Some("JWT"));
+        // The header's bytes as documented, not only its fields.
+        let header = jwt.split('.').next().unwrap();
+        assert_eq!(header, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9");
         assert_eq!(
             data.claims,
             Claims {

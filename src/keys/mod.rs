@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 pub use current::Current;
@@ -140,8 +143,11 @@ pub fn read_on_a_thread<T: Send + 'static>(
 /// The configured keys: the first signs, the asymmetric ones are published.
 pub struct KeySet {
     signing: EncodingKey,
-    /// The signing key's header: `{"alg":..,"typ":"JWT"}`, with its `kid` when it has one.
-    header: Header,
+    alg: Algorithm,
+    kid: Option<String>,
+    /// The signing key's header, base64url-encoded once: `{"alg":..,"typ":"JWT"}` byte
+    /// for byte (docs/protocol.md §6 and §9), then `"kid"` when the key has one.
+    encoded_header: String,
     /// The public JWKs of the asymmetric keys, in the set's order.
     public: Vec<Value>,
 }
@@ -157,11 +163,12 @@ impl KeySet {
                 bytes.len()
             );
         }
-        Ok(KeySet {
-            signing: EncodingKey::from_secret(bytes),
-            header: header(Algorithm::HS256, None),
-            public: Vec::new(),
-        })
+        Ok(KeySet::new(
+            EncodingKey::from_secret(bytes),
+            Algorithm::HS256,
+            None,
+            Vec::new(),
+        ))
     }
 
     /// The keys of a JWK Set, which [`jwk::parse_set`] made sure is not empty.
@@ -170,32 +177,49 @@ impl KeySet {
         let Some(first) = keys.next() else {
             bail!("the JWK Set holds no key");
         };
-        let header = header(first.alg, Some(first.kid));
         let public = first
             .public
             .into_iter()
             .chain(keys.filter_map(|key| key.public))
             .collect();
-        Ok(KeySet {
-            signing: first.encoding,
-            header,
+        Ok(KeySet::new(
+            first.encoding,
+            first.alg,
+            Some(first.kid),
             public,
-        })
+        ))
     }
 
-    /// The header of the tokens the signing key signs.
-    pub fn header(&self) -> &Header {
-        &self.header
+    fn new(signing: EncodingKey, alg: Algorithm, kid: Option<String>, public: Vec<Value>) -> Self {
+        let encoded_header = URL_SAFE_NO_PAD.encode(header_json(alg, kid.as_deref()));
+        KeySet {
+            signing,
+            alg,
+            kid,
+            encoded_header,
+            public,
+        }
     }
 
-    /// The signing key.
-    pub fn signing_key(&self) -> &EncodingKey {
-        &self.signing
+    /// A signed JWT of `claims`: the header written once at load, the claims in their
+    /// field order, the signature of the signing key. (`jsonwebtoken::encode` would
+    /// write the header's fields in its own order, `typ` first.)
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, jsonwebtoken::errors::Error> {
+        let claims = serde_json::to_vec(claims).map_err(jsonwebtoken::errors::Error::from)?;
+        let mut message =
+            String::with_capacity(self.encoded_header.len() + 1 + claims.len() * 4 / 3 + 4);
+        message.push_str(&self.encoded_header);
+        message.push('.');
+        URL_SAFE_NO_PAD.encode_string(&claims, &mut message);
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &self.signing, self.alg)?;
+        message.push('.');
+        message.push_str(&signature);
+        Ok(message)
     }
 
     /// The signing key's `kid`; `None` for the simple form.
     pub fn signing_kid(&self) -> Option<&str> {
-        self.header.kid.as_deref()
+        self.kid.as_deref()
     }
 
     /// `{"keys": [...]}` of the public form of the asymmetric keys, in the set's order;
@@ -215,9 +239,64 @@ impl std::fmt::Debug for KeySet {
     }
 }
 
-fn header(alg: Algorithm, kid: Option<String>) -> Header {
-    let mut header = Header::new(alg);
-    header.typ = Some("JWT".to_owned());
-    header.kid = kid;
-    header
+/// The JOSE header: `alg`, then `typ`, then `kid` if any, with no space.
+fn header_json(alg: Algorithm, kid: Option<&str>) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Header<'a> {
+        alg: Algorithm,
+        typ: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kid: Option<&'a str>,
+    }
+    serde_json::to_vec(&Header {
+        alg,
+        typ: "JWT",
+        kid,
+    })
+    .expect("a header of an enum and two strings serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use generate::{generate, Alg};
+    use jsonwebtoken::{DecodingKey, Validation};
+
+    #[test]
+    fn a_signed_jwt_has_the_documented_header_bytes_and_verifies() {
+        for (alg, name) in [
+            (Alg::Hs256, "HS256"),
+            (Alg::Es256, "ES256"),
+            (Alg::EdDsa, "EdDSA"),
+        ] {
+            let set = json!({ "keys": [generate(alg, "2026-12")] }).to_string();
+            let keys = KeySet::from_jwks(jwk::parse_set(&set).unwrap()).unwrap();
+            let jwt = keys.sign(&json!({"userid": "S1"})).unwrap();
+            let header = URL_SAFE_NO_PAD
+                .decode(jwt.split('.').next().unwrap())
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(header).unwrap(),
+                format!(r#"{{"alg":"{name}","typ":"JWT","kid":"2026-12"}}"#)
+            );
+            // And a standard verifier accepts it, with the key's public (or shared) part.
+            let decoding = match keys.public_set() {
+                Some(set) => {
+                    let jwk: jsonwebtoken::jwk::Jwk =
+                        serde_json::from_value(set["keys"][0].clone()).unwrap();
+                    DecodingKey::from_jwk(&jwk).unwrap()
+                }
+                None => {
+                    let key: Value = serde_json::from_str(&set).unwrap();
+                    let k = URL_SAFE_NO_PAD.decode(key["keys"][0]["k"].as_str().unwrap());
+                    DecodingKey::from_secret(&k.unwrap())
+                }
+            };
+            let mut validation = Validation::new(keys.alg);
+            validation.required_spec_claims.clear();
+            validation.validate_exp = false;
+            let claims = jsonwebtoken::decode::<Value>(&jwt, &decoding, &validation).unwrap();
+            assert_eq!(claims.claims, json!({"userid": "S1"}));
+        }
+    }
 }

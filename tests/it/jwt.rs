@@ -78,6 +78,15 @@ async fn the_jwt_carries_exactly_the_contracts_header_and_claims() {
     let jwt = reply.body["data"]["jwt"].as_str().expect("jwt");
     let (header, payload) = verify(jwt, JWT_SECRET);
     assert_eq!(header, json!({"alg": "HS256", "typ": "JWT"}));
+    // Byte for byte too: a verifier may compare the encoded header.
+    assert_eq!(
+        jwt.split('.').next(),
+        Some(
+            URL_SAFE_NO_PAD
+                .encode(r#"{"alg":"HS256","typ":"JWT"}"#)
+                .as_str()
+        )
+    );
     let keys: Vec<&String> = payload.as_object().expect("object").keys().collect();
     let mut keys: Vec<&str> = keys.into_iter().map(String::as_str).collect();
     keys.sort_unstable();
