@@ -371,6 +371,58 @@ fn every_variable_a_table_names_is_in_the_code() {
     );
 }
 
+/// The prefixes of the product's own variables, and of the OpenTelemetry ones it reads.
+const PREFIXES: &[&str] = &[
+    "TUCANO_",
+    "AMQP_",
+    "DATABASE_",
+    "CRM_",
+    "QUEUE_",
+    "METRICS_",
+    "LOG_",
+    "REPLY_",
+    "OTEL_",
+];
+
+#[test]
+fn every_variable_the_documents_name_is_in_the_code() {
+    let mut files = Vec::new();
+    for dir in ["src", "tools", "deploy", ".ci", "clients", "examples"] {
+        code_files(&Path::new(ROOT).join(dir), &mut files);
+    }
+    let code: String = files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut unknown = BTreeSet::new();
+    for doc in the_markdown() {
+        // performance.md is a record of what was measured, with the settings of the
+        // day, some of them since removed.
+        if doc == Path::new("docs/performance.md") {
+            continue;
+        }
+        let text = read(&doc);
+        let words =
+            text.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'));
+        for word in words {
+            let word = word.trim_end_matches('_');
+            if PREFIXES
+                .iter()
+                .any(|p| word.starts_with(p) && word.len() > p.len())
+                && !code.contains(word)
+                && !READ_BY_LIBRARIES.contains(&word)
+            {
+                unknown.insert(format!("{}: {word}", doc.display()));
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "variables the documents name that no code does: {unknown:?}"
+    );
+}
+
 /// GitHub's anchor of a heading: lower case, spaces as `-`, every character other than
 /// a letter, a digit, `-` and `_` dropped; a repeated heading gets `-1`, `-2`...
 fn slug(heading: &str) -> String {
