@@ -51,6 +51,7 @@
 //! [`Client::late_replies`] when it reaches this connection; a reply sent to a lost
 //! connection's reply-to is dropped by the broker).
 
+pub mod batch;
 mod nodes;
 mod reply;
 

@@ -10,7 +10,6 @@
 mod current;
 pub mod generate;
 pub mod jwk;
-pub mod reload;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,8 +20,12 @@ use serde_json::{json, Value};
 
 pub use current::Current;
 
+/// Shortest accepted HS256 key (`TUCANO_JWT_SECRET`, a JWK's `k`, a CRM login-token
+/// secret), in bytes: the hash's size. Owned here, by the keys, so that the token
+/// module (which signs with them) and the keys do not import each other.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 use crate::secret::Secret;
-use crate::token::MIN_SECRET_BYTES;
 
 /// Where the signing keys are read from.
 #[derive(Clone, Debug)]

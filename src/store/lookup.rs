@@ -31,12 +31,26 @@ use uuid::Uuid;
 
 use crate::error::Error;
 use crate::observe::metrics::{STATEMENT_DURATION, STATEMENT_REQUESTS};
-use crate::telemetry::traces;
+use crate::observe::traces;
 
 mod connections;
 
 use connections::Connections;
 pub(super) use connections::{connection_config, LookupConfig};
+
+/// The subscription states that never authenticate (contract section 3).
+pub const INACTIVE_STATES: [&str; 5] = [
+    "DRAFT",
+    "CANCELLED",
+    "REGRETTED",
+    "REPLACED",
+    "PENDING_VERIFICATION",
+];
+
+/// [`INACTIVE_STATES`] as an SQL list. Written exactly like the predicate of the
+/// partial index `subscriptions_active_tucano_idx`, so the planner can use it.
+const INACTIVE_STATES_SQL: &str =
+    "('DRAFT', 'CANCELLED', 'REGRETTED', 'REPLACED', 'PENDING_VERIFICATION')";
 
 /// The most requests one statement carries.
 const MAX_BATCH: usize = 128;
@@ -210,7 +224,7 @@ static STATEMENT: LazyLock<String> = LazyLock::new(|| {
              AND (r.type_kind = 0 OR s.subscription_type_id = ty.id) \
              ORDER BY s.number LIMIT 1) m ON true \
              WHERE r.path = {path} AND t.{column} = r.key_text",
-            inactive = super::resolve::INACTIVE_STATES_SQL,
+            inactive = INACTIVE_STATES_SQL,
             path = path as i16,
         )
     };

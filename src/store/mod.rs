@@ -37,7 +37,7 @@ use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 
 pub use lookup::LookupCounts;
-pub use resolve::INACTIVE_STATES;
+pub use lookup::INACTIVE_STATES;
 pub use seed::{seed_demo, DemoData};
 
 /// The most lookup statements in flight at once. Normally there is one: the requests
@@ -258,7 +258,7 @@ pub async fn wait_for<T, F>(
 where
     F: std::future::Future<Output = anyhow::Result<T>>,
 {
-    let mut backoff = crate::broker::Backoff::new();
+    let mut backoff = crate::backoff::Backoff::new();
     let mut waited = false;
     loop {
         match attempt().await {
@@ -447,7 +447,7 @@ impl Store {
             entity: Some(resolve::entity_key(identifier)),
         });
         let found =
-            tracing::Instrument::instrument(lookup, crate::telemetry::traces::child("lookup"))
+            tracing::Instrument::instrument(lookup, crate::observe::traces::child("lookup"))
                 .await?;
         login::check_session(found.session, now)?;
         resolve::check_entity(identifier, found.entity, &self.lockout, &self.backlog).await

@@ -51,17 +51,14 @@ type Job = (Option<String>, Secret, oneshot::Sender<bool>);
 static VERIFIERS: LazyLock<Option<mpsc::Sender<Job>>> = LazyLock::new(|| {
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
-    // Every CPU the process was given, not the one its event loop is pinned to.
-    let threads = crate::affinity::available_cpus();
+    // Every CPU the process was given (by the kernel, a container's cpuset or taskset).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut started = 0;
     for n in 0..threads {
         let rx = Arc::clone(&rx);
         let spawned = std::thread::Builder::new()
             .name(format!("argon2-{n}"))
             .spawn(move || {
-                // Started from the pinned event loop: take every CPU back (and so do
-                // the helper processes this thread starts).
-                crate::affinity::unpin_current_thread();
                 lower_priority();
                 let mut verifier = Verifier::default();
                 loop {

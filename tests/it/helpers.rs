@@ -14,10 +14,12 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tucano_auth::broker::{Names, Stats};
-use tucano_auth::config::{QueueType, Settings};
+use tucano_auth::broker::Names;
+use tucano_auth::broker::QueueType;
 use tucano_auth::keys::KeySource;
+use tucano_auth::observe::Stats;
 use tucano_auth::secret::Secret;
+use tucano_auth::serve::Settings;
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
@@ -171,7 +173,7 @@ impl TestWorker {
         adjust(&mut settings);
         let stats = Arc::new(Stats::default());
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(tucano_auth::worker::run(
+        let task = tokio::spawn(tucano_auth::serve::run(
             settings,
             stats.clone(),
             async move {

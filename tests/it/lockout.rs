@@ -8,7 +8,8 @@ use std::time::Duration;
 use lapin::{Connection, ConnectionProperties};
 use serde_json::json;
 use tokio::sync::oneshot;
-use tucano_auth::broker::{Names, Stats};
+use tucano_auth::broker::Names;
+use tucano_auth::observe::Stats;
 use tucano_auth::store::seed::SESSION_TOKEN;
 
 use crate::helpers::{cleanup, settings, unique, Client, TestWorker, AMQP_URL, PG_SERVER};
@@ -40,7 +41,7 @@ impl Second {
         settings.pass_code_max_failures = MAX_FAILURES;
         settings.pass_code_lockout = WINDOW;
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(tucano_auth::worker::run(
+        let task = tokio::spawn(tucano_auth::serve::run(
             settings,
             Arc::new(Stats::default()),
             async move {

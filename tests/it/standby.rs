@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tucano_auth::broker::Stats;
+use tucano_auth::observe::Stats;
 use tucano_auth::store::seed;
 
 use crate::helpers::{by_number, cleanup, settings, unique, Proxy, TestWorker, PG_SERVER};
@@ -56,7 +56,7 @@ async fn an_unreachable_standby_at_start_is_waited_for_and_never_reported_ready(
     settings.metrics_addr = None;
     settings.database_read_url = Some("postgres://postgres:standby-pass@127.0.0.1:1/x".to_owned());
     let stats = Arc::new(Stats::default());
-    let run = tucano_auth::worker::run(
+    let run = tucano_auth::serve::run(
         settings,
         stats.clone(),
         tokio::time::sleep(Duration::from_secs(3)),

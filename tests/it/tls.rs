@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::AbortOnDropHandle;
-use tucano_auth::broker::Stats;
+use tucano_auth::observe::Stats;
 use tucano_auth::store::seed;
 
 use crate::helpers::{by_number, settings, unique, TestWorker, PG_SERVER};
@@ -316,13 +316,12 @@ async fn the_worker_serves_through_tls_to_the_broker_and_to_the_database() {
 
 /// Runs the worker with `adjust`ed test settings until it stops; it must stop on its
 /// own, with an error.
-async fn startup_error(adjust: impl FnOnce(&mut tucano_auth::config::Settings)) -> String {
+async fn startup_error(adjust: impl FnOnce(&mut tucano_auth::serve::Settings)) -> String {
     let prefix = unique("tls");
     let mut settings = settings(&prefix, &format!("{PG_SERVER}/{prefix}"));
     settings.metrics_addr = None;
     adjust(&mut settings);
-    let run =
-        tucano_auth::worker::run(settings, Arc::new(Stats::default()), std::future::pending());
+    let run = tucano_auth::serve::run(settings, Arc::new(Stats::default()), std::future::pending());
     let outcome = tokio::time::timeout(Duration::from_secs(30), run)
         .await
         .expect("the worker gave up within 30 s");

@@ -6,14 +6,14 @@
 //! data (exit 1: an unknown user, a user that already exists, an unknown token), and
 //! any other error when it could not run (exit 2).
 
-pub mod commands;
-mod session;
-mod user;
+pub mod import;
+mod sessions;
+mod users;
 
 use std::time::Duration;
 
-pub use session::{open_session, release_session, OpenedSession, TokenForm};
-pub use user::{add_user, disable_user};
+pub use sessions::{open_session, release_session, OpenedSession, TokenForm};
+pub use users::{add_user, disable_user};
 
 /// The data refuses the request; the message says why (and never holds a secret).
 #[derive(Debug, thiserror::Error)]

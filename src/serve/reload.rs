@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt as _};
 
-use super::{read_off_thread, KeySource};
-use crate::config::read_crm_secrets;
+use super::settings::read_crm_secrets;
+use crate::keys::{read_off_thread, KeySource};
 use crate::store::Store;
 use crate::token::Signer;
 

@@ -1,6 +1,10 @@
 //! `serve`: assembles the worker from its settings and runs it until the shutdown
 //! future resolves. The shutdown trigger is an argument so tests control it.
 
+pub mod reload;
+pub mod runtime;
+pub mod settings;
+
 use std::future::Future;
 use std::sync::Arc;
 
@@ -8,15 +12,15 @@ use anyhow::Context;
 use futures_util::Stream;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::broker::{self, Stats};
-use crate::config::Settings;
+use crate::broker;
 use crate::handle::Handler;
-use crate::keys::reload::Reloader;
-use crate::observe;
+use crate::observe::{self, Stats};
 use crate::reply_to::ReplyPolicy;
 use crate::schema::Schemas;
 use crate::store::{self, Store};
 use crate::token::Signer;
+use reload::Reloader;
+pub use settings::Settings;
 
 /// Runs the worker: checks the settings, prepares the database (creating and migrating
 /// it, once it answers: an unreachable one is waited for, see [`store::wait_for`]),
@@ -125,7 +129,10 @@ pub async fn run_reloading(
         schemas,
         store.clone(),
         signer,
-        ReplyPolicy::new(settings.reply_to_allow.clone(), &settings.queue_prefix),
+        ReplyPolicy::new(
+            settings.reply_to_allow.clone(),
+            broker::Names::new(&settings.queue_prefix).all(),
+        ),
         settings.db_retry_budget,
     );
     let served = broker::serve(&settings, Arc::new(handler), stats, shutdown).await;
