@@ -9,6 +9,7 @@ mod endpoint;
 pub mod nodes;
 mod replies;
 pub mod sanitize;
+mod settings;
 mod tls;
 mod topology;
 pub mod trace_context;
@@ -26,6 +27,7 @@ use lapin::{Channel, Connect, Connection, ConnectionProperties, Consumer};
 pub use consumer::{serve, SHUTDOWN_SLACK};
 pub use endpoint::Endpoint;
 pub use nodes::Nodes;
+pub use settings::Settings;
 pub use tls::{problem as tls_problem, Tls, TlsFiles};
 pub use topology::{
     dead_letter_queue_arguments, declare, delete, request_queue_arguments, Names, QueueType,

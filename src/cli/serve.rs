@@ -9,10 +9,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::{Database, JwtKeys, Outcome};
-use crate::broker::{Endpoint, QueueType};
+use crate::broker::{self, Endpoint, QueueType};
 use crate::keys::MIN_SECRET_BYTES;
 use crate::secret::Secret;
-use crate::serve::settings::{read_crm_secrets, Settings};
+use crate::serve::settings::{self, read_crm_secrets, CrmTokens, PassCodes, Settings, Signing};
 
 /// `serve`: the worker's own settings.
 #[derive(Args)]
@@ -154,27 +154,37 @@ impl Serve {
             ],
         };
         Ok(Settings {
-            amqp_url: broker.amqp_url.clone(),
-            amqp_tls: broker.tls(),
-            database_url: database.database_url.clone(),
-            database_read_url: serve.database_read_url.clone(),
-            queue_prefix: broker.queue_prefix.clone(),
-            jwt_keys,
-            jwt_ttl_seconds: serve.jwt_ttl_seconds,
-            apip: serve.apip.clone(),
-            crm_token_secret,
-            crm_token_secret_file,
-            crm_token_secret_path: serve.crm_token_secret_file.clone(),
-            queue_type: serve.queue_type,
+            broker: broker::Settings {
+                amqp_url: broker.amqp_url.clone(),
+                amqp_tls: broker.tls(),
+                queue_prefix: broker.queue_prefix.clone(),
+                queue_type: serve.queue_type,
+                prefetch: serve.prefetch,
+                batch_prefetch: serve.batch_prefetch,
+                pass_code_backlog: serve.pass_code_backlog,
+                shutdown_grace: Duration::from_secs(serve.shutdown_grace_seconds),
+            },
+            database: settings::Database {
+                url: database.database_url.clone(),
+                read_url: serve.database_read_url.clone(),
+                pool_size: serve.db_pool_size,
+                retry_budget: Duration::from_secs(serve.db_retry_budget_seconds),
+            },
+            signing: Signing {
+                keys: jwt_keys,
+                ttl_seconds: serve.jwt_ttl_seconds,
+                apip: serve.apip.clone(),
+            },
+            crm_tokens: CrmTokens {
+                secret: crm_token_secret,
+                secret_file: crm_token_secret_file,
+                secret_path: serve.crm_token_secret_file.clone(),
+            },
+            pass_codes: PassCodes {
+                max_failures: serve.pass_code_max_failures,
+                lockout: Duration::from_secs(serve.pass_code_lockout_seconds),
+            },
             reply_to_allow,
-            prefetch: serve.prefetch,
-            batch_prefetch: serve.batch_prefetch,
-            db_pool_size: serve.db_pool_size,
-            db_retry_budget: Duration::from_secs(serve.db_retry_budget_seconds),
-            shutdown_grace: Duration::from_secs(serve.shutdown_grace_seconds),
-            pass_code_max_failures: serve.pass_code_max_failures,
-            pass_code_lockout: Duration::from_secs(serve.pass_code_lockout_seconds),
-            pass_code_backlog: serve.pass_code_backlog,
             demo: serve.demo,
             metrics_addr: match serve.metrics_addr.trim() {
                 "off" => None,
@@ -253,7 +263,8 @@ mod tests {
         let path = good.to_string_lossy().into_owned();
         let parsed = settings(&["--crm-token-secret-file", &path]).expect("parsed");
         let shown: Vec<&str> = parsed
-            .crm_token_secret_file
+            .crm_tokens
+            .secret_file
             .iter()
             .map(Secret::expose)
             .collect();
@@ -299,6 +310,6 @@ mod tests {
             "the secret is not echoed: {shown}"
         );
         assert!(settings(&["--crm-token-secret", &"k".repeat(32)]).is_ok());
-        assert!(settings(&[]).is_ok_and(|s| s.crm_token_secret.is_none()));
+        assert!(settings(&[]).is_ok_and(|s| s.crm_tokens.secret.is_none()));
     }
 }

@@ -6,59 +6,75 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::broker::{QueueType, TlsFiles};
+use crate::broker;
 use crate::keys::{KeySource, MIN_SECRET_BYTES};
 use crate::secret::Secret;
 
-/// Everything the worker needs, validated. No `Debug`: URLs may hold passwords.
+/// Everything the worker needs, validated, grouped by the part of the worker that
+/// uses it. No `Debug`: URLs may hold passwords.
 #[derive(Clone)]
 pub struct Settings {
-    /// Broker URL.
-    pub amqp_url: String,
-    /// The TLS files of an `amqps://` `amqp_url`.
-    pub amqp_tls: TlsFiles,
-    /// Database URL.
-    pub database_url: String,
-    /// The standby the lookups read, if any.
-    pub database_read_url: Option<String>,
-    /// Prefix of exchanges and queues.
-    pub queue_prefix: String,
-    /// Where the keys that sign Tucano JWTs are read from (at start and on SIGHUP).
-    pub jwt_keys: KeySource,
-    /// JWT lifetime.
-    pub jwt_ttl_seconds: i64,
-    /// `apip` claim.
-    pub apip: String,
-    /// CRM login-token JWT secret.
-    pub crm_token_secret: Option<Secret>,
-    /// The secrets of `CRM_TOKEN_SECRET_FILE`, each accepted like `crm_token_secret`.
-    pub crm_token_secret_file: Vec<Secret>,
-    /// `CRM_TOKEN_SECRET_FILE` itself, which SIGHUP re-reads.
-    pub crm_token_secret_path: Option<PathBuf>,
-    /// Queue type.
-    pub queue_type: QueueType,
+    /// The broker and the consume loop.
+    pub broker: broker::Settings,
+    /// The database.
+    pub database: Database,
+    /// The JWTs the worker signs.
+    pub signing: Signing,
+    /// The CRM login tokens in JWT form the worker verifies.
+    pub crm_tokens: CrmTokens,
+    /// The pass-code lockout.
+    pub pass_codes: PassCodes,
     /// Allowed `reply_to` prefixes.
     pub reply_to_allow: Vec<String>,
-    /// Interactive prefetch.
-    pub prefetch: u16,
-    /// Batch prefetch.
-    pub batch_prefetch: u16,
-    /// Database pool size.
-    pub db_pool_size: u32,
-    /// Database retry budget of a held request.
-    pub db_retry_budget: Duration,
-    /// Shutdown grace period.
-    pub shutdown_grace: Duration,
-    /// Wrong pass codes that lock an identifier.
-    pub pass_code_max_failures: u32,
-    /// How long a lock lasts after the last wrong pass code.
-    pub pass_code_lockout: Duration,
-    /// Pass-code requests that may wait in the worker.
-    pub pass_code_backlog: u16,
     /// Whether demo data is loaded at start.
     pub demo: bool,
     /// Where the metrics and health server listens; `None` for none.
     pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// Where the database is and how the worker uses it.
+#[derive(Clone)]
+pub struct Database {
+    /// Database URL.
+    pub url: String,
+    /// The standby the lookups read, if any.
+    pub read_url: Option<String>,
+    /// Database pool size.
+    pub pool_size: u32,
+    /// How long a held request retries an unreachable database.
+    pub retry_budget: Duration,
+}
+
+/// The JWTs handed to Tucano.
+#[derive(Clone)]
+pub struct Signing {
+    /// Where the keys that sign them are read from (at start and on SIGHUP).
+    pub keys: KeySource,
+    /// JWT lifetime, in seconds.
+    pub ttl_seconds: i64,
+    /// `apip` claim.
+    pub apip: String,
+}
+
+/// The secrets of CRM login tokens in JWT form.
+#[derive(Clone)]
+pub struct CrmTokens {
+    /// `CRM_TOKEN_SECRET`.
+    pub secret: Option<Secret>,
+    /// The secrets of `CRM_TOKEN_SECRET_FILE`, each accepted like `secret`.
+    pub secret_file: Vec<Secret>,
+    /// `CRM_TOKEN_SECRET_FILE` itself, which SIGHUP re-reads.
+    pub secret_path: Option<PathBuf>,
+}
+
+/// The pass-code lockout (how many checks may wait is the broker's
+/// `pass_code_backlog`, which sizes the consumer too).
+#[derive(Clone)]
+pub struct PassCodes {
+    /// Wrong pass codes that lock an identifier.
+    pub max_failures: u32,
+    /// How long a lock lasts after the last wrong pass code.
+    pub lockout: Duration,
 }
 
 /// The secrets of `CRM_TOKEN_SECRET_FILE`: one per line, blank lines ignored, each at

@@ -57,7 +57,7 @@ async fn a_panicking_handler_is_answered_internal_error_and_the_worker_goes_on()
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         broker::serve(
-            &settings,
+            &settings.broker,
             Arc::new(Fragile),
             Arc::new(Stats::default()),
             async {

@@ -33,9 +33,9 @@ impl Echo {
     /// An echo with the allow-list of `settings` and a reply signed once with its key.
     pub fn new(settings: &Settings) -> anyhow::Result<Echo> {
         let signer = Signer::new(
-            settings.jwt_keys.load()?,
-            settings.jwt_ttl_seconds,
-            &settings.apip,
+            settings.signing.keys.load()?,
+            settings.signing.ttl_seconds,
+            &settings.signing.apip,
         )?;
         let jwt = signer
             .sign("S0000000329", chrono::Utc::now().timestamp())
@@ -105,7 +105,7 @@ pub fn run() -> anyhow::Result<()> {
         // The worker's observers, so the echo serves the same `/metrics` (the bench reads
         // the time inside it there) at the same per-request cost.
         let _observers = tucano_auth::observe::start(settings.metrics_addr, &stats, None).await?;
-        broker::serve(&settings, Arc::new(echo), stats, shutdown_signal()).await
+        broker::serve(&settings.broker, Arc::new(echo), stats, shutdown_signal()).await
     })
 }
 
