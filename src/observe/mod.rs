@@ -1,6 +1,9 @@
 //! What an operator sees of a running worker (contract section 8): Prometheus metrics
-//! ([`metrics`]), liveness and readiness ([`Readiness`]), and the small HTTP server
-//! that serves them on `METRICS_ADDR` ([`server`]).
+//! ([`metrics`]), liveness and readiness ([`Readiness`], with the database's health in
+//! [`health`]), the small HTTP server that serves them on `METRICS_ADDR` ([`server`]),
+//! the logs ([`logs`]) and traces ([`traces`]), the worker's counters and their
+//! once-a-minute summary line ([`Stats`]), and the GET of the `probe` subcommand
+//! ([`probe`]).
 
 pub mod health;
 pub mod logs;
