@@ -1,4 +1,4 @@
-//! [`Backoff`]: how long to wait between attempts to reach a service that is down.
+//! `Backoff`: how long to wait between attempts to reach a service that is down.
 //! The broker's reconnects and the database's wait at startup share it, so it belongs
 //! to neither.
 

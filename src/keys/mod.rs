@@ -4,8 +4,8 @@
 //! A [`KeySet`] comes from one [`KeySource`]: `TUCANO_JWT_SECRET` or
 //! `TUCANO_JWT_SECRET_FILE` (one HS256 key, no `kid`), or `TUCANO_JWT_KEYS_FILE` (a JWK
 //! Set, parsed in [`jwk`]; its first key signs and names itself in the header's `kid`).
-//! [`generate`] makes new keys for `keygen`; [`reload`] re-reads the files; the
-//! [`Current`] holder lets a reload replace keys under requests in flight.
+//! [`generate`] makes new keys for `keygen`; `serve::reload` re-reads the files on
+//! SIGHUP; the [`Current`] holder lets a reload replace keys under requests in flight.
 
 mod current;
 pub mod generate;

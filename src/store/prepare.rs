@@ -217,7 +217,7 @@ fn tls_failure(err: &(dyn std::error::Error + 'static)) -> String {
 /// section 8), `/readyz` answering `503` with `"database": false` meanwhile. Waits
 /// with the broker's backoff (100 ms doubling to 2 s) and logs each failed attempt
 /// with what it waits for. A refused login, a URL or `sslmode` that does not parse, a
-/// certificate refused, a missing schema are returned at once: see [`unreachable`].
+/// certificate refused, a missing schema are returned at once: see [`unreachable()`].
 pub async fn wait_for<T, F>(
     variable: &str,
     url: &str,

@@ -1,5 +1,5 @@
 //! `batch`: authenticates every request line of a file through a
-//! [`Client`](crate::client::Client) and writes one result line per request line, in
+//! [`Client`] and writes one result line per request line, in
 //! input order, so a nightly job needs no AMQP code of its own.
 //!
 //! At most `--window` request lines are between being read and being written: sent and

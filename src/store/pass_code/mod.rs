@@ -41,7 +41,7 @@ pub(crate) use hashing::verify_into;
 pub use helper::{serve_helper, use_helper_process, HELPER_COMMAND};
 
 /// Whether `pass_code` matches `stored` (an Argon2 PHC string). With no stored hash it
-/// verifies against [`DUMMY_HASH`] and answers `false`, taking the same time.
+/// verifies against a dummy hash (`hashing.rs`) and answers `false`, taking the same time.
 ///
 /// A stored hash outside the [`bounds`] is treated like a missing one (answering
 /// anything else would tell the caller that the identifier exists); callers check
