@@ -10,12 +10,12 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::error::{Code, Error};
-use crate::health::DbHealth;
+use crate::observe::health::DbHealth;
+use crate::observe::traces;
 use crate::reply_to::ReplyPolicy;
 use crate::request::{self, Request};
 use crate::schema::Schemas;
 use crate::store::Store;
-use crate::telemetry::traces;
 use crate::token::Signer;
 
 /// Routing key of replies published to the results exchange for `OK`.

@@ -12,8 +12,6 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use crate::broker::Names;
-
 /// The prefix of direct reply-to names.
 pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
@@ -25,19 +23,11 @@ pub struct ReplyPolicy {
 }
 
 impl ReplyPolicy {
-    /// Replies may go to names starting with one of `allow`, never to the topology
-    /// under `prefix`.
-    pub fn new(allow: Vec<String>, prefix: &str) -> ReplyPolicy {
-        let names = Names::new(prefix);
-        ReplyPolicy {
-            allow,
-            own: [
-                names.interactive,
-                names.batch,
-                names.results,
-                names.dead_letter,
-            ],
-        }
+    /// Replies may go to names starting with one of `allow`, never to `own`, the
+    /// worker's topology (the broker's [`Names::all`](crate::broker::Names::all): the
+    /// names are the broker's to know, so the caller passes them).
+    pub fn new(allow: Vec<String>, own: [String; 4]) -> ReplyPolicy {
+        ReplyPolicy { allow, own }
     }
 
     /// Whether a reply may be sent to `reply_to`.
@@ -114,6 +104,7 @@ fn is_pid_term(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::Names;
 
     /// A direct reply-to name as RabbitMQ 3.10 issues it (pid of node `reply@<hash>`).
     fn issued(node: &str) -> String {
@@ -134,7 +125,7 @@ mod tests {
                 "amq.gen-".to_owned(),
                 "tucano.".to_owned(),
             ],
-            "tucano",
+            Names::new("tucano").all(),
         )
     }
 
@@ -164,7 +155,7 @@ mod tests {
 
     #[test]
     fn the_workers_own_names_are_refused_whatever_the_list() {
-        let policy = ReplyPolicy::new(vec![String::new()], "tucano");
+        let policy = ReplyPolicy::new(vec![String::new()], Names::new("tucano").all());
         for own in [
             "tucano.authenticate",
             "tucano.authenticate.batch",

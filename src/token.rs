@@ -9,9 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::{Current, KeySet};
 
-/// Shortest accepted `TUCANO_JWT_SECRET`, in bytes (the HS256 key size).
-pub const MIN_SECRET_BYTES: usize = 32;
-
 /// The claims of an issued JWT, exactly the contract's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {

@@ -17,9 +17,6 @@ const BINARY: &str = env!("CARGO_BIN_EXE_tucano-auth");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Shown by `serve --help` but not documented: only the benchmark set them.
-// removed by the restructure
-const NOT_DOCUMENTED: &[&str] = &["TUCANO_CPU", "TUCANO_SCHEDULING"];
-
 /// Named in a table of docs/ though no file of ours names them: opentelemetry-otlp's
 /// HTTP exporter reads them itself (its crate documentation lists them).
 const READ_BY_LIBRARIES: &[&str] = &["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TIMEOUT"];
@@ -256,10 +253,7 @@ fn configuration_table() -> Vec<Vec<String>> {
 
 #[test]
 fn the_configuration_table_is_what_every_help_shows() {
-    let mut shown = read_by(&every_help());
-    for name in NOT_DOCUMENTED {
-        shown.remove(*name);
-    }
+    let shown = read_by(&every_help());
     let mut documented = BTreeSet::new();
     for row in configuration_table() {
         let names = code_spans(&row[0]);

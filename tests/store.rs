@@ -28,8 +28,42 @@ use sqlx::PgPool;
 use tokio::time::timeout;
 use uuid::Uuid;
 
+use tucano_auth::error::{Code, Error};
+use tucano_auth::request::{Identifier, SubscriptionKey};
 use tucano_auth::secret::Secret;
-use tucano_auth::store::{prepare, Store};
+use tucano_auth::store::{prepare, Store, Subscription};
+
+/// The two checks of a request, one at a time, as these tests look at them. Both go
+/// through [`Store::authenticate`], the one read the worker makes.
+pub(crate) trait Checks {
+    /// The login token's verdict at `now`: authenticates an identifier that names
+    /// nothing, so a token that passes gets `NOT_FOUND`, which is `Ok` here.
+    async fn check_login(&self, token: &Secret, now: DateTime<Utc>) -> Result<(), Error>;
+    /// The identifier's verdict, with a login token of its own that is valid.
+    async fn resolve(&self, identifier: &Identifier) -> Result<Subscription, Error>;
+}
+
+impl Checks for Store {
+    async fn check_login(&self, token: &Secret, now: DateTime<Utc>) -> Result<(), Error> {
+        let nothing = Identifier::Subscription(SubscriptionKey::Number(
+            "no subscription has this number".to_owned(),
+        ));
+        match self.authenticate(token, &nothing, now).await {
+            Err(err) if err.code() == Code::NotFound => Ok(()),
+            Err(err) => Err(err),
+            Ok(found) => panic!("{found:?} was found by a number no subscription has"),
+        }
+    }
+
+    async fn resolve(&self, identifier: &Identifier) -> Result<Subscription, Error> {
+        let token = Uuid::new_v4().simple().to_string();
+        let user = insert_user(self.pool(), "ACTIVE").await;
+        let expires_at = Utc::now() + chrono::Duration::days(1);
+        insert_session(self.pool(), user, Some(&token), expires_at, None).await;
+        self.authenticate(&Secret::new(token), identifier, Utc::now())
+            .await
+    }
+}
 
 /// The bound on every wait of a test (Argon2 is slow in debug builds).
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);

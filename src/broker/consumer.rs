@@ -28,11 +28,12 @@ use tokio_util::task::TaskTracker;
 use super::classes::BatchGate;
 use super::delivery::Context;
 use super::replies::Replies;
-use super::stats::Stats;
-use super::{declare, step, tls_problem, Backoff, Names, Nodes, CLOSE_TIMEOUT};
-use crate::config::{QueueType, Settings};
+use super::{declare, step, tls_problem, Names, Nodes, CLOSE_TIMEOUT};
+use super::{QueueType, Settings};
+use crate::backoff::Backoff;
 use crate::handle::Service;
 use crate::observe::metrics::{QueueMetrics, RECONNECTS};
+use crate::observe::Stats;
 use crate::request::MAX_BODY;
 
 /// How long a draining worker waits after its last acks before it closes its channels

@@ -17,13 +17,13 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::replies::{Message, Published, Replies};
 use super::sanitize::REPAIRED_HEADER;
-use super::stats::Stats;
 use super::trace_context;
 use crate::error::{Code, Error};
 use crate::handle::{Incoming, Outcome, Route, Service};
 use crate::observe::metrics::{QueueMetrics, REQUEUED, RETURNED};
+use crate::observe::traces;
+use crate::observe::Stats;
 use crate::reply_to::is_direct;
-use crate::telemetry::traces;
 
 /// What every delivery task shares.
 pub(super) struct Context<S> {

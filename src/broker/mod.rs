@@ -5,10 +5,11 @@
 mod classes;
 mod consumer;
 mod delivery;
+mod endpoint;
 pub mod nodes;
 mod replies;
 pub mod sanitize;
-mod stats;
+mod settings;
 mod tls;
 mod topology;
 pub mod trace_context;
@@ -24,11 +25,13 @@ use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Channel, Connect, Connection, ConnectionProperties, Consumer};
 
 pub use consumer::{serve, SHUTDOWN_SLACK};
+pub use endpoint::Endpoint;
 pub use nodes::Nodes;
-pub use stats::{log_summaries, Stats};
+pub use settings::Settings;
 pub use tls::{problem as tls_problem, Tls, TlsFiles};
 pub use topology::{
-    dead_letter_queue_arguments, declare, delete, request_queue_arguments, Names, TopologyError,
+    dead_letter_queue_arguments, declare, delete, request_queue_arguments, Names, QueueType,
+    TopologyError,
 };
 
 /// How long connecting (TCP, login, tuning) may take before it counts as failed.
@@ -164,26 +167,4 @@ pub async fn consume_no_ack(channel: &Channel, queue: &str) -> Result<Consumer, 
             FieldTable::default(),
         )
         .await
-}
-
-/// Exponential backoff for reconnecting: 100 ms doubling up to 2 s, so a broker that
-/// comes back is served again within the 5 s in which readiness must follow.
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new() -> Backoff {
-        Backoff {
-            next: Duration::from_millis(100),
-        }
-    }
-
-    /// The delay to wait now; the following one is twice as long, at most 2 s.
-    pub(crate) fn step(&mut self) -> Duration {
-        let now = self.next;
-        self.next = (self.next * 2).min(Duration::from_secs(2));
-        now
-    }
 }

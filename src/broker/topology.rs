@@ -11,7 +11,26 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ExchangeKind};
 
-use crate::config::QueueType;
+use clap::ValueEnum;
+
+/// `x-queue-type` of the request queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueType {
+    /// Replicated, with a delivery limit.
+    Quorum,
+    /// Classic.
+    Classic,
+}
+
+impl QueueType {
+    /// The `x-queue-type` argument value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Quorum => "quorum",
+            QueueType::Classic => "classic",
+        }
+    }
+}
 
 /// The names of the topology under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +54,11 @@ impl Names {
             results: format!("{prefix}.results"),
             dead_letter: format!("{prefix}.dead-letter"),
         }
+    }
+
+    /// Every name of the topology: the queues and exchanges no reply may go to.
+    pub fn all(self) -> [String; 4] {
+        [self.interactive, self.batch, self.results, self.dead_letter]
     }
 }
 

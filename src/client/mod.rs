@@ -1,5 +1,6 @@
 //! The client library: request-reply with the worker over RabbitMQ, for Rust backends,
-//! and the one implementation `tucano-auth call` and `tucano-auth batch` are built on.
+//! and the one implementation `tucano-auth call` and `tucano-auth batch` are built on
+//! (the batch job itself is [`batch`]).
 //!
 //! A [`Client`] owns one AMQP connection and one channel. On that channel it consumes
 //! RabbitMQ's direct reply-to pseudo-queue (`amq.rabbitmq.reply-to`, no acks) *before*
@@ -51,6 +52,7 @@
 //! [`Client::late_replies`] when it reaches this connection; a reply sent to a lost
 //! connection's reply-to is dropped by the broker).
 
+pub mod batch;
 mod nodes;
 mod reply;
 

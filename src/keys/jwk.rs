@@ -12,7 +12,7 @@ use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 use p256::pkcs8::EncodePrivateKey as _;
 use serde_json::{json, Map, Value};
 
-use crate::token::MIN_SECRET_BYTES;
+use super::MIN_SECRET_BYTES;
 
 /// A private key of the set, ready to sign.
 pub struct Jwk {

@@ -4,13 +4,12 @@
 //! A [`KeySet`] comes from one [`KeySource`]: `TUCANO_JWT_SECRET` or
 //! `TUCANO_JWT_SECRET_FILE` (one HS256 key, no `kid`), or `TUCANO_JWT_KEYS_FILE` (a JWK
 //! Set, parsed in [`jwk`]; its first key signs and names itself in the header's `kid`).
-//! [`generate`] makes new keys for `keygen`; [`reload`] re-reads the files; the
-//! [`Current`] holder lets a reload replace keys under requests in flight.
+//! [`generate`] makes new keys for `keygen`; `serve::reload` re-reads the files on
+//! SIGHUP; the [`Current`] holder lets a reload replace keys under requests in flight.
 
 mod current;
 pub mod generate;
 pub mod jwk;
-pub mod reload;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,8 +23,12 @@ use serde_json::{json, Value};
 
 pub use current::Current;
 
+/// Shortest accepted HS256 key (`TUCANO_JWT_SECRET`, a JWK's `k`, a CRM login-token
+/// secret), in bytes: the hash's size. Owned here, by the keys, so that the token
+/// module (which signs with them) and the keys do not import each other.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 use crate::secret::Secret;
-use crate::token::MIN_SECRET_BYTES;
 
 /// Where the signing keys are read from.
 #[derive(Clone, Debug)]

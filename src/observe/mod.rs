@@ -1,19 +1,26 @@
 //! What an operator sees of a running worker (contract section 8): Prometheus metrics
-//! ([`metrics`]), liveness and readiness ([`Readiness`]), and the small HTTP server
-//! that serves them on `METRICS_ADDR` ([`server`]).
+//! ([`metrics`]), liveness and readiness ([`Readiness`], with the database's health in
+//! [`health`]), the small HTTP server that serves them on `METRICS_ADDR` ([`server`]),
+//! the logs ([`logs`]) and traces ([`traces`]), the worker's counters and their
+//! once-a-minute summary line ([`Stats`]), and the GET of the `probe` subcommand
+//! ([`probe`]).
 
+pub mod health;
+pub mod logs;
 pub mod metrics;
+pub mod probe;
 mod readiness;
 pub mod server;
+mod stats;
+pub mod traces;
 
 pub use readiness::Readiness;
+pub use stats::{log_summaries, Stats};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio_util::task::AbortOnDropHandle;
-
-use crate::broker::Stats;
 
 /// The running observers: the HTTP server, the recorder's upkeep and the summary
 /// line. They stop when this is dropped.
@@ -47,9 +54,10 @@ pub async fn start(
         tracing::info!(address = %bound, "metrics and health server listening (/metrics, /healthz, /readyz)");
         tasks.push(AbortOnDropHandle::new(tokio::spawn(serve)));
     }
-    tasks.push(AbortOnDropHandle::new(tokio::spawn(
-        crate::broker::log_summaries(stats.clone(), SUMMARY_EVERY),
-    )));
+    tasks.push(AbortOnDropHandle::new(tokio::spawn(log_summaries(
+        stats.clone(),
+        SUMMARY_EVERY,
+    ))));
     Ok(Observers { _tasks: tasks })
 }
 

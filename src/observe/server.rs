@@ -40,7 +40,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::broker::Stats;
+use crate::observe::Stats;
 
 /// How long a client has to send a request's head (its line and headers), from the
 /// connection's start or from the previous response on a kept-alive connection.

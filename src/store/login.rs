@@ -16,75 +16,61 @@ use serde::{Deserialize, Deserializer};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
-use super::lookup::{Lookup, SessionKey, SessionRow};
-use super::Store;
+use super::lookup::{SessionKey, SessionRow};
 use crate::error::Error;
 use crate::secret::Secret;
 
-impl Store {
-    /// Checks the login token at time `now` (contract section 4).
-    ///
-    /// A token of 32 hex digits (any case) names the `sessions` row whose
-    /// `token_sha256` is the SHA-256 of the upper-cased token; a JWT (three base64url
-    /// parts) must be HS256-signed with `CRM_TOKEN_SECRET`, carry `jti` (the session
-    /// id), `usr`, `org`, `exp` and `iat` (`exp` and `iat` as numbers or numeric
-    /// strings) and not be past `exp`, and then names the session whose `id` is `jti`.
-    /// Anything else is [`Error::InvalidToken`].
-    ///
-    /// When several faults apply, the first of these is reported: malformed token or
-    /// bad signature (`INVALID_TOKEN`), JWT past `exp` (`TOKEN_EXPIRED`), no such
-    /// session (`INVALID_TOKEN`), session released (`INVALID_TOKEN`), session expired
-    /// (`TOKEN_EXPIRED`), API user not `ACTIVE` (`INVALID_TOKEN`). Times are compared
-    /// without leeway: a token is valid while `now` is before its expiry.
-    pub async fn check_login(&self, token: &Secret, now: DateTime<Utc>) -> Result<(), Error> {
-        let session = self.session_key(token, now)?;
-        let found = self
-            .lookups
-            .find(Lookup {
-                session: Some(session),
-                entity: None,
-            })
-            .await?;
-        check_session(found.session, now)
-    }
-
-    /// The checks of a login token that need no database: its form, and for a JWT its
-    /// signature, claims and `exp`. Gives the key of its session.
-    pub(super) fn session_key(
-        &self,
-        token: &Secret,
-        now: DateTime<Utc>,
-    ) -> Result<SessionKey, Error> {
-        let token = token.expose();
-        if is_hex_token(token) {
-            let digest = Sha256::digest(token.to_ascii_uppercase().as_bytes());
-            Ok(SessionKey::TokenSha256(digest.to_vec()))
-        } else if is_jwt_shaped(token) {
-            // Any of the keys: the CRM rotates its secret by signing with a new one
-            // while the old one is still accepted.
-            let mut verdict = Err(Error::InvalidToken(
-                "login tokens in JWT form are not accepted by this service",
-            ));
-            for key in self.crm_token_keys.get().iter() {
-                verdict = decode_jwt(token, key);
-                if verdict.is_ok() {
-                    break;
-                }
+/// The checks of a login token that need no database: its form, and for a JWT its
+/// signature (with any of `crm_token_keys`), claims and `exp`. Gives the key of
+/// its session.
+pub(super) fn session_key(
+    crm_token_keys: &[DecodingKey],
+    token: &Secret,
+    now: DateTime<Utc>,
+) -> Result<SessionKey, Error> {
+    let token = token.expose();
+    if is_hex_token(token) {
+        let digest = Sha256::digest(token.to_ascii_uppercase().as_bytes());
+        Ok(SessionKey::TokenSha256(digest.to_vec()))
+    } else if is_jwt_shaped(token) {
+        // Any of the keys: the CRM rotates its secret by signing with a new one
+        // while the old one is still accepted.
+        let mut verdict = Err(Error::InvalidToken(
+            "login tokens in JWT form are not accepted by this service",
+        ));
+        for key in crm_token_keys {
+            verdict = decode_jwt(token, key);
+            if verdict.is_ok() {
+                break;
             }
-            let (session_id, exp) = verdict?;
-            if exp <= now.timestamp() {
-                return Err(Error::TokenExpired("the login token has expired"));
-            }
-            Ok(SessionKey::Id(session_id))
-        } else {
-            Err(Error::InvalidToken(
-                "the login token is neither 32 hex digits nor a JWT",
-            ))
         }
+        let (session_id, exp) = verdict?;
+        if exp <= now.timestamp() {
+            return Err(Error::TokenExpired("the login token has expired"));
+        }
+        Ok(SessionKey::Id(session_id))
+    } else {
+        Err(Error::InvalidToken(
+            "the login token is neither 32 hex digits nor a JWT",
+        ))
     }
 }
 
-/// The session checks on what the lookup found, in the documented order.
+/// The session checks on what the lookup found at time `now`, in the documented
+/// order (contract section 4); the token's own checks are [`session_key`]'s.
+///
+/// A token of 32 hex digits (any case) names the `sessions` row whose
+/// `token_sha256` is the SHA-256 of the upper-cased token; a JWT (three base64url
+/// parts) must be HS256-signed with `CRM_TOKEN_SECRET`, carry `jti` (the session
+/// id), `usr`, `org`, `exp` and `iat` (`exp` and `iat` as numbers or numeric
+/// strings) and not be past `exp`, and then names the session whose `id` is `jti`.
+/// Anything else is [`Error::InvalidToken`].
+///
+/// When several faults apply, the first of these is reported: malformed token or
+/// bad signature (`INVALID_TOKEN`), JWT past `exp` (`TOKEN_EXPIRED`), no such
+/// session (`INVALID_TOKEN`), session released (`INVALID_TOKEN`), session expired
+/// (`TOKEN_EXPIRED`), API user not `ACTIVE` (`INVALID_TOKEN`). Times are compared
+/// without leeway: a token is valid while `now` is before its expiry.
 pub(super) fn check_session(session: Option<SessionRow>, now: DateTime<Utc>) -> Result<(), Error> {
     let session = session.ok_or(Error::InvalidToken("the login token is not known"))?;
     if session.released_at.is_some() {

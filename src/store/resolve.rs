@@ -9,45 +9,13 @@
 //! is verified before the state of its access token or medium is revealed.
 
 use super::lockout::{Holder, Lockout};
-use super::lookup::{EntityKey, EntityRow, Lookup, Path, TypeColumn};
+use super::lookup::{EntityKey, EntityRow, Path, TypeColumn, INACTIVE_STATES};
 use super::pass_code::Backlog;
-use super::{pass_code, show_id, Store, Subscription};
+use super::{pass_code, show_id, Subscription};
 use crate::error::Error;
 use crate::request::{
     Credential, Identifier, InstalledItemKey, SubscriptionKey, SubscriptionTypeKey,
 };
-
-/// The subscription states that never authenticate (contract section 3).
-pub const INACTIVE_STATES: [&str; 5] = [
-    "DRAFT",
-    "CANCELLED",
-    "REGRETTED",
-    "REPLACED",
-    "PENDING_VERIFICATION",
-];
-
-/// [`INACTIVE_STATES`] as an SQL list. Written exactly like the predicate of the
-/// partial index `subscriptions_active_tucano_idx`, so the planner can use it.
-pub(super) const INACTIVE_STATES_SQL: &str =
-    "('DRAFT', 'CANCELLED', 'REGRETTED', 'REPLACED', 'PENDING_VERIFICATION')";
-
-impl Store {
-    /// Resolves `identifier` to the one subscription it leads to, or the step-6 error
-    /// of the contract: `AUTHENTICATION_FAILED`, `NOT_FOUND`, `NOT_EFFECTIVE`,
-    /// `NOT_PROVISIONED_BY_TUCANO`, `SUBSCRIPTION_INACTIVE` or
-    /// `AMBIGUOUS_SUBSCRIPTION`. Database errors are classified by
-    /// [`Error::from_postgres`].
-    pub async fn resolve(&self, identifier: &Identifier) -> Result<Subscription, Error> {
-        let found = self
-            .lookups
-            .find(Lookup {
-                session: None,
-                entity: Some(entity_key(identifier)),
-            })
-            .await?;
-        check_entity(identifier, found.entity, &self.lockout, &self.backlog).await
-    }
-}
 
 /// The statement parameters that find `identifier`'s entity.
 pub(super) fn entity_key(identifier: &Identifier) -> EntityKey {
@@ -212,7 +180,7 @@ async fn check_credential(
             let verify = pass_code::verify(stored, pass_code);
             let matched = tracing::Instrument::instrument(
                 verify,
-                crate::telemetry::traces::child("verify pass code"),
+                crate::observe::traces::child("verify pass code"),
             )
             .await?;
             if let Some(slot) = slot {

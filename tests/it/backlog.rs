@@ -15,8 +15,8 @@ use crate::helpers::{by_number, TestWorker};
 #[tokio::test]
 async fn a_pass_code_flood_beyond_the_backlog_is_shed_while_plain_requests_are_answered() {
     let worker = TestWorker::spawn_with(|s| {
-        s.prefetch = 4;
-        s.pass_code_backlog = 2;
+        s.broker.prefetch = 4;
+        s.broker.pass_code_backlog = 2;
     })
     .await;
     let replies = worker.declare_queue("replies", None).await;

@@ -11,9 +11,9 @@ use crate::helpers::TestWorker;
 #[tokio::test]
 async fn the_batch_channel_holds_the_interactive_window() {
     let worker = TestWorker::spawn_with(|settings| {
-        settings.prefetch = 40;
-        settings.pass_code_backlog = 200;
-        settings.batch_prefetch = 3;
+        settings.broker.prefetch = 40;
+        settings.broker.pass_code_backlog = 200;
+        settings.broker.batch_prefetch = 3;
     })
     .await;
     let names = &worker.client.names;

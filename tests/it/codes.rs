@@ -297,7 +297,7 @@ async fn login_tokens_in_both_forms_are_checked() {
 
 #[tokio::test]
 async fn jwt_login_tokens_are_invalid_without_a_crm_secret() {
-    let worker = TestWorker::spawn_with(|s| s.crm_token_secret = None).await;
+    let worker = TestWorker::spawn_with(|s| s.crm_tokens.secret = None).await;
     let token = fixtures::jwt_token(&worker.pool).await;
     let reply = worker.call(&by_number(&token, "S0000000329")).await;
     assert_eq!(reply.code(), "INVALID_TOKEN", "{}", reply.raw);
@@ -328,7 +328,7 @@ async fn a_broken_database_schema_is_an_internal_error_without_details() {
 async fn an_unreachable_database_is_temporarily_unavailable_after_the_budget() {
     let proxy = crate::helpers::Proxy::start().await;
     let worker =
-        TestWorker::spawn_via(&proxy, |s| s.db_retry_budget = Duration::from_secs(2)).await;
+        TestWorker::spawn_via(&proxy, |s| s.database.retry_budget = Duration::from_secs(2)).await;
     // Warm up through the proxy, then cut the database off.
     assert_eq!(
         worker.call(&by_number(TOKEN, "S0000000329")).await.code(),
@@ -367,8 +367,8 @@ async fn login_tokens_signed_with_any_secret_of_the_crm_token_secret_file_are_ac
         "crm-new-secret-0123456789abcdef0123",
     );
     let worker = TestWorker::spawn_with(|s| {
-        s.crm_token_secret = None;
-        s.crm_token_secret_file = vec![
+        s.crm_tokens.secret = None;
+        s.crm_tokens.secret_file = vec![
             tucano_auth::secret::Secret::new(old),
             tucano_auth::secret::Secret::new(new),
         ];

@@ -11,8 +11,9 @@ use lapin::options::{BasicConsumeOptions, BasicNackOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection};
 use serde_json::json;
-use tucano_auth::broker::{self, Names, Stats};
+use tucano_auth::broker::{self, Names};
 use tucano_auth::handle::{Authenticated, Incoming, Outcome, Route, Service};
+use tucano_auth::observe::Stats;
 use tucano_auth::store::seed;
 
 use crate::helpers::{
@@ -56,7 +57,7 @@ async fn a_panicking_handler_is_answered_internal_error_and_the_worker_goes_on()
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         broker::serve(
-            &settings,
+            &settings.broker,
             Arc::new(Fragile),
             Arc::new(Stats::default()),
             async {
@@ -105,7 +106,7 @@ async fn a_request_nacked_past_the_delivery_limit_ends_in_the_dead_letter_queue(
     let conn = Connection::connect(AMQP_URL, Default::default())
         .await
         .expect("conn");
-    broker::declare(&conn, &names, tucano_auth::config::QueueType::Quorum)
+    broker::declare(&conn, &names, tucano_auth::broker::QueueType::Quorum)
         .await
         .expect("topology");
     let client = crate::helpers::Client {

@@ -14,10 +14,11 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tucano_auth::broker::{Names, Stats};
-use tucano_auth::config::{QueueType, Settings};
+use tucano_auth::broker::{self, Names, QueueType};
 use tucano_auth::keys::KeySource;
+use tucano_auth::observe::Stats;
 use tucano_auth::secret::Secret;
+use tucano_auth::serve::settings::{self, Settings};
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
@@ -91,31 +92,41 @@ pub fn unique(label: &str) -> String {
 /// Settings for a worker on `db_url` under `prefix`, as `serve` would build them.
 pub fn settings(prefix: &str, db_url: &str) -> Settings {
     Settings {
-        amqp_url: AMQP_URL.to_owned(),
-        amqp_tls: Default::default(),
-        database_url: db_url.to_owned(),
-        database_read_url: None,
-        queue_prefix: prefix.to_owned(),
-        jwt_keys: KeySource::Secret(Secret::new(JWT_SECRET)),
-        jwt_ttl_seconds: 300,
-        apip: "crm.com".to_owned(),
-        crm_token_secret: Some(Secret::new(CRM_SECRET)),
-        crm_token_secret_file: Vec::new(),
-        crm_token_secret_path: None,
-        queue_type: QueueType::Quorum,
+        broker: broker::Settings {
+            amqp_url: AMQP_URL.to_owned(),
+            amqp_tls: Default::default(),
+            queue_prefix: prefix.to_owned(),
+            queue_type: QueueType::Quorum,
+            prefetch: 32,
+            batch_prefetch: 8,
+            pass_code_backlog: 256,
+            shutdown_grace: Duration::from_secs(10),
+        },
+        database: settings::Database {
+            url: db_url.to_owned(),
+            read_url: None,
+            pool_size: 4,
+            retry_budget: Duration::from_secs(30),
+        },
+        signing: settings::Signing {
+            keys: KeySource::Secret(Secret::new(JWT_SECRET)),
+            ttl_seconds: 300,
+            apip: "crm.com".to_owned(),
+        },
+        crm_tokens: settings::CrmTokens {
+            secret: Some(Secret::new(CRM_SECRET)),
+            secret_file: Vec::new(),
+            secret_path: None,
+        },
+        pass_codes: settings::PassCodes {
+            max_failures: 5,
+            lockout: Duration::from_secs(900),
+        },
         reply_to_allow: vec![
             "amq.rabbitmq.reply-to".to_owned(),
             "amq.gen-".to_owned(),
             format!("{prefix}."),
         ],
-        prefetch: 32,
-        batch_prefetch: 8,
-        db_pool_size: 4,
-        pass_code_backlog: 256,
-        db_retry_budget: Duration::from_secs(30),
-        shutdown_grace: Duration::from_secs(10),
-        pass_code_max_failures: 5,
-        pass_code_lockout: Duration::from_secs(900),
         demo: false,
         metrics_addr: None,
     }
@@ -171,7 +182,7 @@ impl TestWorker {
         adjust(&mut settings);
         let stats = Arc::new(Stats::default());
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(tucano_auth::worker::run(
+        let task = tokio::spawn(tucano_auth::serve::run(
             settings,
             stats.clone(),
             async move {

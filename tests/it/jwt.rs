@@ -61,8 +61,8 @@ fn the_hand_written_hmac_matches_rfc_4231_case_2() {
 #[tokio::test]
 async fn the_jwt_carries_exactly_the_contracts_header_and_claims() {
     let worker = TestWorker::spawn_with(|s| {
-        s.jwt_ttl_seconds = 120;
-        s.apip = "tucano.example".into();
+        s.signing.ttl_seconds = 120;
+        s.signing.apip = "tucano.example".into();
     })
     .await;
     let before = chrono::Utc::now().timestamp();

@@ -120,7 +120,8 @@ async fn signed_reply_verifies(keys: &[&Value], verifier: impl FnOnce(&Path) -> 
     let dir = TempDir::new("keys");
     let file = dir.path("keys.json");
     write_keys(&file, keys);
-    let worker = TestWorker::spawn_with(|s| s.jwt_keys = KeySource::KeysFile(file.clone())).await;
+    let worker =
+        TestWorker::spawn_with(|s| s.signing.keys = KeySource::KeysFile(file.clone())).await;
     let jwt = jwt_of(&worker).await;
     let mut input = verifier(&file);
     // The verifier is worth something only if it can say no: the same token with
@@ -312,7 +313,7 @@ async fn the_metrics_server_publishes_the_same_set_as_the_jwks_command() {
     let file = dir.path("keys.json");
     write_keys(&file, &[&keygen("EdDSA", "ed"), &keygen("HS256", "hs")]);
     let worker = TestWorker::spawn_with(|s| {
-        s.jwt_keys = KeySource::KeysFile(file.clone());
+        s.signing.keys = KeySource::KeysFile(file.clone());
         s.metrics_addr = Some("127.0.0.1:0".parse().expect("addr"));
     })
     .await;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use lapin::{Connection, ConnectionProperties};
 use serde_json::json;
 use tokio::sync::oneshot;
-use tucano_auth::broker::{Names, Stats};
+use tucano_auth::broker::Names;
+use tucano_auth::observe::Stats;
 use tucano_auth::store::seed::SESSION_TOKEN;
 
 use crate::helpers::{cleanup, settings, unique, Client, TestWorker, AMQP_URL, PG_SERVER};
@@ -37,10 +38,10 @@ impl Second {
     async fn start(first: &TestWorker) -> Second {
         let prefix = unique("lock2");
         let mut settings = settings(&prefix, &format!("{PG_SERVER}/{}", first.db_name));
-        settings.pass_code_max_failures = MAX_FAILURES;
-        settings.pass_code_lockout = WINDOW;
+        settings.pass_codes.max_failures = MAX_FAILURES;
+        settings.pass_codes.lockout = WINDOW;
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(tucano_auth::worker::run(
+        let task = tokio::spawn(tucano_auth::serve::run(
             settings,
             Arc::new(Stats::default()),
             async move {
@@ -87,8 +88,8 @@ async fn failures(worker: &TestWorker, holder: &str, identifier: &str) -> Option
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_pass_codes_lock_an_identifier_across_workers_until_the_window_passes() {
     let first = TestWorker::spawn_with(|s| {
-        s.pass_code_max_failures = MAX_FAILURES;
-        s.pass_code_lockout = WINDOW;
+        s.pass_codes.max_failures = MAX_FAILURES;
+        s.pass_codes.lockout = WINDOW;
     })
     .await;
     let second = Second::start(&first).await;
@@ -159,7 +160,7 @@ async fn wrong_pass_codes_lock_an_identifier_across_workers_until_the_window_pas
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_identifiers_are_counted_like_known_ones() {
-    let worker = TestWorker::spawn_with(|s| s.pass_code_max_failures = MAX_FAILURES).await;
+    let worker = TestWorker::spawn_with(|s| s.pass_codes.max_failures = MAX_FAILURES).await;
     let nobody = json!({"token": SESSION_TOKEN, "customer_identification_medium_identifier": {"identifier": "nobody", "pass_code": "1"}}).to_string();
     for _ in 0..4 {
         assert_eq!(worker.call(&nobody).await.code(), "AUTHENTICATION_FAILED");
@@ -175,8 +176,8 @@ async fn the_right_pass_code_sent_many_times_at_once_is_accepted_every_time() {
     // MAX_FAILURES hold every try of the window for a while; the others wait for
     // them instead of being refused, and a right one frees them all.
     let worker = TestWorker::spawn_with(|s| {
-        s.pass_code_max_failures = MAX_FAILURES;
-        s.pass_code_lockout = WINDOW;
+        s.pass_codes.max_failures = MAX_FAILURES;
+        s.pass_codes.lockout = WINDOW;
     })
     .await;
     let body = user("1234");

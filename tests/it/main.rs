@@ -27,7 +27,6 @@ mod lockout;
 mod nodes;
 mod observe;
 mod paths;
-mod pinning;
 mod privilege;
 mod probe;
 mod recovery;

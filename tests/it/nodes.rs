@@ -25,7 +25,7 @@ async fn a_list_whose_other_nodes_are_dead_is_served_through_the_live_one() {
     // The start is random: over runs, every position of the live node is tried, and
     // with two dead ones before it the worker moves past both.
     let worker = TestWorker::spawn_with(|s| {
-        s.amqp_url = format!("{},{}, {}", node(dead_a), node(dead_b), node(5672));
+        s.broker.amqp_url = format!("{},{}, {}", node(dead_a), node(dead_b), node(5672));
     })
     .await;
     let reply = worker
@@ -41,7 +41,7 @@ async fn losing_the_node_it_is_on_moves_the_worker_to_the_next() {
         Proxy::start_to("127.0.0.1:5672").await,
     );
     let worker = TestWorker::spawn_with(|s| {
-        s.amqp_url = format!("{},{}", node(first.port), node(second.port));
+        s.broker.amqp_url = format!("{},{}", node(first.port), node(second.port));
     })
     .await;
     let request = by_number(seed::SESSION_TOKEN, "S0000000329");

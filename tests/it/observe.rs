@@ -88,7 +88,7 @@ async fn readyz_follows_a_database_outage() {
 async fn readyz_follows_a_broker_outage() {
     let proxy = Proxy::start_to("127.0.0.1:5672").await;
     let worker = TestWorker::spawn_with(|s| {
-        s.amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port);
+        s.broker.amqp_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port);
         s.metrics_addr = Some("127.0.0.1:0".parse().expect("addr"));
     })
     .await;

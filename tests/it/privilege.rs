@@ -20,7 +20,7 @@ async fn a_role_that_reads_and_writes_only_pass_code_failures_runs_the_worker() 
 
     let worker = TestWorker::spawn_with(|s| {
         // The worker's database is migrated and seeded by the harness, as `postgres`.
-        let db = s.queue_prefix.clone();
+        let db = s.broker.queue_prefix.clone();
         let grants = format!(
             "GRANT CONNECT ON DATABASE {db} TO {role}; \
              GRANT USAGE ON SCHEMA public TO {role}; \
@@ -45,7 +45,7 @@ async fn a_role_that_reads_and_writes_only_pass_code_failures_runs_the_worker() 
                 });
             });
         });
-        s.database_url = format!("postgres://{role}:worker-pass@127.0.0.1:5432/{db}");
+        s.database.url = format!("postgres://{role}:worker-pass@127.0.0.1:5432/{db}");
     })
     .await;
 

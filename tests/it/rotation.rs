@@ -185,7 +185,7 @@ async fn a_new_first_key_signs_within_a_second_of_sighup_and_no_request_under_lo
             line[at..].split_whitespace().next().map(str::to_owned)
         })
         .expect("the metrics address in the log");
-    let served = tucano_auth::probe::probe(
+    let served = tucano_auth::observe::probe::probe(
         &format!("http://{address}/.well-known/jwks.json"),
         Duration::from_secs(5),
     )

@@ -207,7 +207,7 @@ async fn a_queue_declared_with_other_arguments_stops_startup_naming_it() {
     let settings = crate::helpers::settings(&name, &db_url);
     let result = tokio::time::timeout(
         Duration::from_secs(30),
-        tucano_auth::worker::run(settings, Default::default(), std::future::pending()),
+        tucano_auth::serve::run(settings, Default::default(), std::future::pending()),
     )
     .await
     .expect("startup fails rather than looping");

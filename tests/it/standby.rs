@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tucano_auth::broker::Stats;
+use tucano_auth::observe::Stats;
 use tucano_auth::store::seed;
 
 use crate::helpers::{by_number, cleanup, settings, unique, Proxy, TestWorker, PG_SERVER};
@@ -16,11 +16,11 @@ async fn lookups_read_the_standby_and_readiness_watches_it() {
     let standby = Proxy::start().await;
     let port = standby.port;
     let worker = TestWorker::spawn_with(|s| {
-        s.database_read_url = Some(format!(
+        s.database.read_url = Some(format!(
             "postgres://postgres@127.0.0.1:{port}/{}",
-            s.queue_prefix
+            s.broker.queue_prefix
         ));
-        s.db_retry_budget = Duration::from_secs(1);
+        s.database.retry_budget = Duration::from_secs(1);
     })
     .await;
     let request = by_number(seed::SESSION_TOKEN, "S0000000329");
@@ -54,9 +54,9 @@ async fn an_unreachable_standby_at_start_is_waited_for_and_never_reported_ready(
     let prefix = unique("standby");
     let mut settings = settings(&prefix, &format!("{PG_SERVER}/{prefix}"));
     settings.metrics_addr = None;
-    settings.database_read_url = Some("postgres://postgres:standby-pass@127.0.0.1:1/x".to_owned());
+    settings.database.read_url = Some("postgres://postgres:standby-pass@127.0.0.1:1/x".to_owned());
     let stats = Arc::new(Stats::default());
-    let run = tucano_auth::worker::run(
+    let run = tucano_auth::serve::run(
         settings,
         stats.clone(),
         tokio::time::sleep(Duration::from_secs(3)),

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::AbortOnDropHandle;
-use tucano_auth::broker::Stats;
+use tucano_auth::observe::Stats;
 use tucano_auth::store::seed;
 
 use crate::helpers::{by_number, settings, unique, TestWorker, PG_SERVER};
@@ -275,12 +275,12 @@ async fn the_worker_serves_through_tls_to_the_broker_and_to_the_database() {
     .await;
     let ca = pki.ca.clone();
     let worker = TestWorker::spawn_with(|s| {
-        s.amqp_url = format!("amqps://guest:guest@localhost:{}/%2f", amqp.port);
-        s.amqp_tls.ca_file = Some(ca.clone());
-        s.database_url = format!(
+        s.broker.amqp_url = format!("amqps://guest:guest@localhost:{}/%2f", amqp.port);
+        s.broker.amqp_tls.ca_file = Some(ca.clone());
+        s.database.url = format!(
             "postgres://postgres@localhost:{}/{}?sslmode=verify-full&sslrootcert={}",
             pg.port,
-            s.queue_prefix,
+            s.broker.queue_prefix,
             ca.display()
         );
     })
@@ -316,13 +316,12 @@ async fn the_worker_serves_through_tls_to_the_broker_and_to_the_database() {
 
 /// Runs the worker with `adjust`ed test settings until it stops; it must stop on its
 /// own, with an error.
-async fn startup_error(adjust: impl FnOnce(&mut tucano_auth::config::Settings)) -> String {
+async fn startup_error(adjust: impl FnOnce(&mut tucano_auth::serve::Settings)) -> String {
     let prefix = unique("tls");
     let mut settings = settings(&prefix, &format!("{PG_SERVER}/{prefix}"));
     settings.metrics_addr = None;
     adjust(&mut settings);
-    let run =
-        tucano_auth::worker::run(settings, Arc::new(Stats::default()), std::future::pending());
+    let run = tucano_auth::serve::run(settings, Arc::new(Stats::default()), std::future::pending());
     let outcome = tokio::time::timeout(Duration::from_secs(30), run)
         .await
         .expect("the worker gave up within 30 s");
@@ -342,8 +341,8 @@ async fn a_certificate_that_does_not_verify_is_a_startup_error_naming_the_connec
 
     let other_ca = pki.other_ca.clone();
     let err = startup_error(|s| {
-        s.amqp_url = format!("amqps://guest:guest@localhost:{}/%2f", amqp.port);
-        s.amqp_tls.ca_file = Some(other_ca);
+        s.broker.amqp_url = format!("amqps://guest:guest@localhost:{}/%2f", amqp.port);
+        s.broker.amqp_tls.ca_file = Some(other_ca);
     })
     .await;
     assert!(
@@ -359,7 +358,7 @@ async fn a_certificate_that_does_not_verify_is_a_startup_error_naming_the_connec
 
     // amqps:// to RabbitMQ's plain listener: an error, never a plain connection.
     let err = startup_error(|s| {
-        s.amqp_url = "amqps://guest:guest@localhost:5672/%2f".to_owned();
+        s.broker.amqp_url = "amqps://guest:guest@localhost:5672/%2f".to_owned();
     })
     .await;
     assert!(
@@ -371,10 +370,10 @@ async fn a_certificate_that_does_not_verify_is_a_startup_error_naming_the_connec
 
     let other_ca = pki.other_ca.clone();
     let err = startup_error(|s| {
-        s.database_url = format!(
+        s.database.url = format!(
             "postgres://postgres:pg-secret@localhost:{}/{}?sslmode=verify-full&sslrootcert={}",
             pg.port,
-            s.queue_prefix,
+            s.broker.queue_prefix,
             other_ca.display()
         );
     })

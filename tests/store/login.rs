@@ -1,4 +1,4 @@
-//! `Store::check_login`: both token forms, every refusal and the order between them.
+//! The login-token check of `Store::authenticate`: both token forms, every refusal and the order between them.
 
 use chrono::{Duration, Utc};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -9,7 +9,9 @@ use tucano_auth::error::{Code, Error};
 use tucano_auth::secret::Secret;
 use tucano_auth::store::Store;
 
-use super::{insert_session, insert_user, with_store, with_store_configured, CRM_SECRET};
+use super::{
+    insert_session, insert_user, with_store, with_store_configured, Checks as _, CRM_SECRET,
+};
 
 const TOKEN: &str = "0123456789ABCDEF0123456789ABCDEF";
 

@@ -13,6 +13,7 @@ use tucano_auth::store::{Store, Subscription};
 
 use super::{
     insert_account, insert_credential, insert_item, insert_subscription, insert_type, with_store,
+    Checks as _,
 };
 
 const TOKENS: &str = "access_tokens";

@@ -10,7 +10,7 @@ use tucano_auth::secret::Secret;
 use tucano_auth::store::seed::{self, seed_demo};
 use tucano_auth::store::Store;
 
-use super::with_store;
+use super::{with_store, Checks as _};
 
 const TABLES: [&str; 8] = [
     "api_users",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::STATEMENT;
+use super::sql::STATEMENT;
 
 /// How long opening a lookup connection may take before the attempt counts as
 /// "database unreachable" (and is retried by the caller).

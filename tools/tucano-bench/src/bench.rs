@@ -694,9 +694,6 @@ impl Bench {
             // The echo's best event loop at window 64 (and the runtime of every earlier
             // figure): one thread per core. At window 256 one thread did better;
             // `--echo-env TUCANO_WORKER_THREADS=1` measures that (docs/performance.md).
-            // Its scheduling policy is the worker's default (the bench's own, unless
-            // `--echo-env TUCANO_SCHEDULING=batch`: about 4 % slower at window 64 and
-            // 8 % faster at 256, docs/performance.md).
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
             env.push(("TUCANO_WORKER_THREADS", cores.to_string()));
         }

@@ -13,10 +13,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use tucano_auth::broker::{self, Stats};
-use tucano_auth::config::{Cli, Command, Settings};
+use tucano_auth::broker;
+use tucano_auth::cli::{Cli, Command};
 use tucano_auth::error::Code;
 use tucano_auth::handle::{Authenticated, Incoming, Outcome, Route, Service, RESULTS_OK};
+use tucano_auth::observe::Stats;
+use tucano_auth::serve::Settings;
 use tucano_auth::token::Signer;
 
 use crate::dataset::{entity_id, SUBSCRIPTION};
@@ -31,9 +33,9 @@ impl Echo {
     /// An echo with the allow-list of `settings` and a reply signed once with its key.
     pub fn new(settings: &Settings) -> anyhow::Result<Echo> {
         let signer = Signer::new(
-            settings.jwt_keys.load()?,
-            settings.jwt_ttl_seconds,
-            &settings.apip,
+            settings.signing.keys.load()?,
+            settings.signing.ttl_seconds,
+            &settings.signing.apip,
         )?;
         let jwt = signer
             .sign("S0000000329", chrono::Utc::now().timestamp())
@@ -85,24 +87,25 @@ impl Service for Echo {
 
 /// `tucano-bench echo-worker`: reads the settings `tucano-auth serve` would (from the
 /// environment), then serves the echo until SIGTERM or SIGINT, on the runtime the
-/// worker builds (`tucano_auth::runtime::for_serve`), with the threads and CPU pinning
-/// of those settings (the bench gives the echo one thread per core unless told).
+/// worker builds (`tucano_auth::serve::runtime::for_serve`), with the threads of those
+/// settings (the bench gives the echo one thread per core unless told).
 pub fn run() -> anyhow::Result<()> {
-    let _traces = tucano_auth::telemetry::init("info", tucano_auth::telemetry::LogFormat::Text);
+    let _traces =
+        tucano_auth::observe::logs::init("info", tucano_auth::observe::logs::LogFormat::Text);
     let cli = Cli::try_parse_from(["tucano-auth", "serve"])
         .context("reading the worker's settings from the environment")?;
     let Command::Serve(serve) = &cli.command else {
         anyhow::bail!("expected the serve settings");
     };
-    let settings = Settings::from_serve(serve)?;
+    let settings = serve.settings()?;
     let echo = Echo::new(&settings)?;
-    let runtime = tucano_auth::runtime::for_serve(serve)?;
+    let runtime = tucano_auth::serve::runtime::for_serve(serve.worker_threads)?;
     runtime.block_on(async {
         let stats = Arc::new(Stats::default());
         // The worker's observers, so the echo serves the same `/metrics` (the bench reads
         // the time inside it there) at the same per-request cost.
         let _observers = tucano_auth::observe::start(settings.metrics_addr, &stats, None).await?;
-        broker::serve(&settings, Arc::new(echo), stats, shutdown_signal()).await
+        broker::serve(&settings.broker, Arc::new(echo), stats, shutdown_signal()).await
     })
 }
 

@@ -23,8 +23,8 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tucano_auth::broker::Names;
-use tucano_auth::call::DIRECT_REPLY_TO;
-use tucano_auth::config::QueueType;
+use tucano_auth::broker::QueueType;
+use tucano_auth::client::DIRECT_REPLY_TO;
 
 use crate::procs::Proc;
 use crate::requests::{Generator, Path, Rng};

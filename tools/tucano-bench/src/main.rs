@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tucano_auth::config::QueueType;
+use tucano_auth::broker::QueueType;
 
 /// Benchmarks tucano-auth against an echo ceiling on the local RabbitMQ and PostgreSQL.
 #[derive(Parser, Debug)]

@@ -107,7 +107,8 @@ pub struct Args {
 }
 
 fn main() -> ExitCode {
-    let _traces = tucano_auth::telemetry::init("warn", tucano_auth::telemetry::LogFormat::Text);
+    let _traces =
+        tucano_auth::observe::logs::init("warn", tucano_auth::observe::logs::LogFormat::Text);
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -56,7 +56,7 @@ async fn under_node_loss(args: &Args) -> anyhow::Result<Row> {
     let log = std::env::temp_dir().join(format!("{prefix}.log"));
 
     let connection = Connection::connect(nodes[0], Default::default()).await?;
-    tucano_auth::broker::declare(&connection, &names, tucano_auth::config::QueueType::Quorum)
+    tucano_auth::broker::declare(&connection, &names, tucano_auth::broker::QueueType::Quorum)
         .await?;
     let _ = connection.close(200, "declared".into()).await;
     let victim = leader(args, &names.interactive).await?;

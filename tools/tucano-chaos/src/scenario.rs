@@ -142,7 +142,7 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
     // wait below polls exists: a passive declare of a missing queue closes its
     // channel, which lapin logs as an ERROR on every poll.
     let connection = Connection::connect(&args.amqp_url, Default::default()).await?;
-    tucano_auth::broker::declare(&connection, &names, tucano_auth::config::QueueType::Quorum)
+    tucano_auth::broker::declare(&connection, &names, tucano_auth::broker::QueueType::Quorum)
         .await?;
     let _ = connection.close(200, "declared".into()).await;
     // Each worker slot's metrics port, to see how the replies were shared.
@@ -428,7 +428,7 @@ async fn dead_letter(args: &Args) -> anyhow::Result<Row> {
     let prefix = format!("chaos-dead-letter-{}", std::process::id());
     let names = Names::new(&prefix);
     let connection = Connection::connect(&args.amqp_url, Default::default()).await?;
-    tucano_auth::broker::declare(&connection, &names, tucano_auth::config::QueueType::Quorum)
+    tucano_auth::broker::declare(&connection, &names, tucano_auth::broker::QueueType::Quorum)
         .await?;
     let channel = connection.create_channel().await?;
     channel

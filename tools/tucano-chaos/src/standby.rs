@@ -78,7 +78,7 @@ async fn with_standby(args: &Args) -> anyhow::Result<Row> {
     let replies = format!("{prefix}.replies");
     let log = std::env::temp_dir().join(format!("{prefix}.log"));
     let connection = Connection::connect(&args.amqp_url, Default::default()).await?;
-    tucano_auth::broker::declare(&connection, &names, tucano_auth::config::QueueType::Quorum)
+    tucano_auth::broker::declare(&connection, &names, tucano_auth::broker::QueueType::Quorum)
         .await?;
     let _ = connection.close(200, "declared".into()).await;
     let extra = [

@@ -1,6 +1,10 @@
 //! `serve`: assembles the worker from its settings and runs it until the shutdown
 //! future resolves. The shutdown trigger is an argument so tests control it.
 
+pub mod reload;
+pub mod runtime;
+pub mod settings;
+
 use std::future::Future;
 use std::sync::Arc;
 
@@ -8,15 +12,15 @@ use anyhow::Context;
 use futures_util::Stream;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::broker::{self, Stats};
-use crate::config::Settings;
+use crate::broker;
 use crate::handle::Handler;
-use crate::keys::reload::Reloader;
-use crate::observe;
+use crate::observe::{self, Stats};
 use crate::reply_to::ReplyPolicy;
 use crate::schema::Schemas;
 use crate::store::{self, Store};
 use crate::token::Signer;
+use reload::Reloader;
+pub use settings::Settings;
 
 /// Runs the worker: checks the settings, prepares the database (creating and migrating
 /// it, once it answers: an unreachable one is waited for, see [`store::wait_for`]),
@@ -38,11 +42,11 @@ pub async fn run_reloading(
     shutdown: impl Future<Output = ()>,
     reloads: impl Stream<Item = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let keys = settings.jwt_keys.load_off_thread().await?;
+    let keys = settings.signing.keys.load_off_thread().await?;
     if let Some(kid) = keys.signing_kid() {
         tracing::info!(kid, "signing JWTs with kid");
     }
-    let signer = Signer::new(keys, settings.jwt_ttl_seconds, &settings.apip)?;
+    let signer = Signer::new(keys, settings.signing.ttl_seconds, &settings.signing.apip)?;
     let schemas = Schemas::load().context("compiling the schemas in schemas/")?;
     let jwks: observe::server::Jwks = {
         let keys = signer.keys().clone();
@@ -54,8 +58,8 @@ pub async fn run_reloading(
     // Polled from here on, so SIGTERM stops a worker that still waits for its database.
     let mut shutdown = std::pin::pin!(shutdown);
     let prepared = tokio::select! {
-        prepared = store::wait_for("DATABASE_URL", &settings.database_url, || {
-            store::prepare(&settings.database_url, settings.db_pool_size)
+        prepared = store::wait_for("DATABASE_URL", &settings.database.url, || {
+            store::prepare(&settings.database.url, settings.database.pool_size)
         }) => prepared,
         () = &mut shutdown => {
             stopped_waiting("DATABASE_URL");
@@ -71,7 +75,7 @@ pub async fn run_reloading(
     }
     // The lookups (the hot path) read the standby if there is one; the pool (migrations,
     // demo data, the lockout's writes) stays on the primary.
-    let standby = match &settings.database_read_url {
+    let standby = match &settings.database.read_url {
         Some(read_url) => {
             let prepared = tokio::select! {
                 prepared = store::wait_for("DATABASE_READ_URL", read_url, || {
@@ -97,25 +101,30 @@ pub async fn run_reloading(
     let store = Store::new(
         pool,
         settings
-            .database_read_url
+            .database
+            .read_url
             .as_deref()
-            .unwrap_or(&settings.database_url),
+            .unwrap_or(&settings.database.url),
         settings
-            .crm_token_secret
+            .crm_tokens
+            .secret
             .iter()
-            .chain(&settings.crm_token_secret_file)
+            .chain(&settings.crm_tokens.secret_file)
             .cloned(),
     )?
-    .with_pass_code_lockout(settings.pass_code_max_failures, settings.pass_code_lockout)
-    .with_pass_code_backlog(usize::from(settings.pass_code_backlog));
+    .with_pass_code_lockout(
+        settings.pass_codes.max_failures,
+        settings.pass_codes.lockout,
+    )
+    .with_pass_code_backlog(usize::from(settings.broker.pass_code_backlog));
     // A first measure of how long a verification takes, which a try refused by the
     // lockout waits for (see `pass_code::pretend`): without it, refused tries arriving
     // before this worker's first verification would each run one.
     let _measure = AbortOnDropHandle::new(tokio::spawn(store::pass_code::measure()));
     let _reloader = AbortOnDropHandle::new(tokio::spawn(
         Reloader::new(
-            settings.jwt_keys.clone(),
-            settings.crm_token_secret_path.clone(),
+            settings.signing.keys.clone(),
+            settings.crm_tokens.secret_path.clone(),
             signer.clone(),
             store.clone(),
         )
@@ -125,10 +134,13 @@ pub async fn run_reloading(
         schemas,
         store.clone(),
         signer,
-        ReplyPolicy::new(settings.reply_to_allow.clone(), &settings.queue_prefix),
-        settings.db_retry_budget,
+        ReplyPolicy::new(
+            settings.reply_to_allow.clone(),
+            broker::Names::new(&settings.broker.queue_prefix).all(),
+        ),
+        settings.database.retry_budget,
     );
-    let served = broker::serve(&settings, Arc::new(handler), stats, shutdown).await;
+    let served = broker::serve(&settings.broker, Arc::new(handler), stats, shutdown).await;
     let lookups = store.lookup_counts();
     tracing::info!(
         requests = lookups.requests,

@@ -1,5 +1,5 @@
 //! `batch`: authenticates every request line of a file through a
-//! [`Client`](crate::client::Client) and writes one result line per request line, in
+//! [`Client`] and writes one result line per request line, in
 //! input order, so a nightly job needs no AMQP code of its own.
 //!
 //! At most `--window` request lines are between being read and being written: sent and
@@ -27,7 +27,6 @@ mod progress;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -42,12 +41,13 @@ pub use input::{count_requests, Format, Input, Item, ItemKind};
 pub use output::{resume, Output, ResultLine, Written};
 pub use progress::Progress;
 
-/// `batch`'s command line.
+/// `batch`'s command line: the job's settings, so it derives its clap arguments here
+/// and the command line flattens it.
 #[derive(Args, Debug)]
 pub struct BatchArgs {
     /// The broker.
     #[command(flatten)]
-    pub broker: crate::config::Broker,
+    pub broker: crate::broker::Endpoint,
     /// The requests: NDJSON (one request body per line), or CSV for a name ending in
     /// `.csv` or with --format csv (a header of `token` and `<identifier>.<field>`).
     #[arg(long)]
@@ -83,25 +83,13 @@ pub struct BatchArgs {
     pub progress_every: u64,
 }
 
-/// Runs `batch`: exit 0 when every line of the output is `OK`, 1 when some line is
-/// not, 2 when the job could not run or finish.
-pub async fn run(args: &BatchArgs) -> ExitCode {
-    match execute(args).await {
-        Ok(written) if written.not_ok() == 0 => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// The whole job; returns what the output holds at the end.
+/// The whole job; returns what the output holds at the end (the command line makes
+/// the exit code of it).
 ///
 /// Everything that can stop the job before its first request is checked before the
 /// output is opened (the input, the broker, the request queue), so a job that cannot
 /// start leaves no empty output behind and never suggests `--resume`.
-async fn execute(args: &BatchArgs) -> anyhow::Result<Written> {
+pub async fn run(args: &BatchArgs) -> anyhow::Result<Written> {
     let broker = &args.broker;
     let format = Format::of(&args.input, args.format);
     let total = count_requests(&args.input, format)?;

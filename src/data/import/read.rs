@@ -12,6 +12,14 @@ use uuid::Uuid;
 use super::table::{refuse, Check, Column, Need, Table};
 use crate::csv_file::{self, CsvFile};
 use crate::secret::Secret;
+use crate::store::pass_code::bounds::{self, OutOfBounds};
+
+/// Whether `value` is an Argon2 PHC string the worker will compute: within the same
+/// bounds the worker applies ([`bounds::usable`]), so that no imported row can abort
+/// or stall a worker. The error says which bound, never the value.
+pub fn check_phc(value: &str) -> Result<(), OutOfBounds> {
+    bounds::usable(value).map(|_| ())
+}
 
 /// The file's header, checked: which table column each CSV field feeds.
 #[derive(Debug, Clone)]
@@ -252,7 +260,7 @@ impl Source {
             }
             if column.check == Check::Secret {
                 pass = Some(if value.starts_with("$argon2") {
-                    if let Err(why) = super::hashing::check_phc(value) {
+                    if let Err(why) = check_phc(value) {
                         bad.get_or_insert_with(|| {
                             format!(
                                 "{} is not an Argon2 hash the worker accepts: {why}",

@@ -7,18 +7,35 @@
 //! mistyped command line fails before anything is sent.
 
 use std::io::BufRead;
-use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use clap::{ArgGroup, Args};
 use serde_json::{json, Map, Value};
 
+use super::Outcome;
+use crate::broker::Endpoint;
 use crate::client::{Client, ClientError, Queue};
-use crate::config::{Broker, Call};
 
-/// RabbitMQ's direct reply-to pseudo-queue (also [`crate::client::DIRECT_REPLY_TO`]).
-pub use crate::client::DIRECT_REPLY_TO;
+/// `call`: one request-reply round trip.
+#[derive(Args)]
+pub struct Call {
+    /// The broker.
+    #[command(flatten)]
+    pub broker: Endpoint,
+    /// The request body, a JSON object (or build it with --token and an identifier flag).
+    #[arg(required_unless_present = "token")]
+    pub json: Option<String>,
+    /// The request as flags instead of JSON.
+    #[command(flatten)]
+    pub request: Box<RequestFlags>,
+    /// Seconds to wait for the reply.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    /// Send to the batch queue instead of the interactive one.
+    #[arg(long)]
+    pub batch: bool,
+}
 
 /// The identifier flags of `call`: the request built without writing JSON.
 #[derive(Args, Debug, Default)]
@@ -161,17 +178,12 @@ pub fn request_body(args: &Call) -> anyhow::Result<String> {
     }
 }
 
-/// Runs `call`: prints the reply body on standard output; exit 0 on `OK`, 1 on any
-/// other status, 2 when no reply came (timeout, broker unreachable, no such queue) or
-/// the command line could not become a request.
-pub async fn run(broker: &Broker, args: &Call) -> ExitCode {
-    let body = match request_body(args) {
-        Ok(body) => body,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            return ExitCode::from(2);
-        }
-    };
+/// Runs `call`: prints the reply body on standard output; [`Outcome::Done`] on `OK`,
+/// [`Outcome::NotAllOk`] on any other status, an error when no reply came (timeout,
+/// broker unreachable, no such queue) or the command line could not become a request.
+pub async fn run(args: &Call) -> anyhow::Result<Outcome> {
+    let broker = &args.broker;
+    let body = request_body(args)?;
     let timeout = Duration::from_secs(args.timeout);
     let queue = if args.batch {
         Queue::Batch
@@ -185,29 +197,21 @@ pub async fn run(broker: &Broker, args: &Call) -> ExitCode {
         match Client::connect_with_tls(&broker.amqp_url, &broker.queue_prefix, &broker.tls()).await
         {
             Ok(client) => client,
-            Err(err) => {
-                eprintln!("error: cannot connect to RabbitMQ (AMQP_URL): {err}");
-                return ExitCode::from(2);
-            }
+            Err(err) => bail!("cannot connect to RabbitMQ (AMQP_URL): {err}"),
         };
     let outcome = client.send(queue, body.as_bytes(), timeout).await;
     client.close().await;
     match outcome {
         Ok(reply) => {
             println!("{}", reply.body);
-            if reply.is_ok() {
-                ExitCode::SUCCESS
+            Ok(if reply.is_ok() {
+                Outcome::Done
             } else {
-                ExitCode::from(1)
-            }
+                Outcome::NotAllOk
+            })
         }
-        Err(ClientError::Timeout(_)) => {
-            eprintln!("error: no reply within {} s", args.timeout);
-            ExitCode::from(2)
-        }
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::from(2)
-        }
+        Err(ClientError::Timeout(_)) => Err(anyhow!("no reply within {} s", args.timeout)),
+        // Its own words only: the chain is in the message already.
+        Err(err) => Err(anyhow!("{err}")),
     }
 }

@@ -194,6 +194,6 @@ fn jwt_session(token: &str, secret: &Secret) -> anyhow::Result<Uuid> {
         Refused("the token is not a JWT signed with CRM_TOKEN_SECRET carrying a jti".to_owned())
     })?
     .claims;
-    crate::import::parse_id(&claims.jti)
+    crate::data::import::parse_id(&claims.jti)
         .ok_or_else(|| Refused("the token's jti is not a session id".to_owned()).into())
 }

@@ -1,19 +1,21 @@
-//! The operator's commands around the data: `user add|disable` (`user.rs`) and
-//! `session open|release` (`session.rs`). They write the same tables the worker
-//! reads, through `DATABASE_URL`.
+//! The work of the operator's data commands: `import` ([`import`]), `user
+//! add|disable` (`users.rs`) and `session open|release` (`sessions.rs`). They write
+//! the same tables the worker reads, through `DATABASE_URL`; their arguments and
+//! what they print are `cli/data.rs`'s.
 //!
-//! Each returns `Ok` when done, [`Refused`] when the request makes no sense for the
-//! data (exit 1: an unknown user, a user that already exists, an unknown token), and
-//! any other error when it could not run (exit 2).
+//! The user and session functions return `Ok` when done, [`Refused`] when the
+//! request makes no sense for the data (an unknown user, a user that already exists,
+//! an unknown token; the command line's exit 1), and any other error when they could
+//! not run (exit 2).
 
-pub mod commands;
-mod session;
-mod user;
+pub mod import;
+mod sessions;
+mod users;
 
 use std::time::Duration;
 
-pub use session::{open_session, release_session, OpenedSession, TokenForm};
-pub use user::{add_user, disable_user};
+pub use sessions::{open_session, release_session, OpenedSession, TokenForm};
+pub use users::{add_user, disable_user};
 
 /// The data refuses the request; the message says why (and never holds a secret).
 #[derive(Debug, thiserror::Error)]

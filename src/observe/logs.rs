@@ -13,12 +13,13 @@
 //! so no request can forge a log line or drive the reader's terminal.
 
 mod json;
-pub mod traces;
 
 use std::io::{self, Write};
 
-/// `LOG_FORMAT`. Defined here, not with the command line, so that the telemetry
-/// the request path uses (traces) imports nothing from `config`.
+use super::traces;
+
+/// `LOG_FORMAT`. Defined here, beside the log it shapes; the command line only reads
+/// it (nothing here imports `cli`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// One line of text per event.

@@ -21,15 +21,7 @@ use uuid::Uuid;
 
 use super::read::{Pass, Row};
 use crate::secret::Secret;
-use crate::store::pass_code::bounds::{self, OutOfBounds};
 use crate::store::pass_code::verify_into;
-
-/// Whether `value` is an Argon2 PHC string the worker will compute: within the same
-/// bounds the worker applies ([`bounds::usable`]), so that no imported row can abort
-/// or stall a worker. The error says which bound, never the value.
-pub fn check_phc(value: &str) -> Result<(), OutOfBounds> {
-    bounds::usable(value).map(|_| ())
-}
 
 /// One Argon2 job: the row's index, its clear value, the stored hash to try first.
 type Job = (usize, Secret, Option<String>);
@@ -172,6 +164,7 @@ fn hash_into(clear: &str, blocks: &mut Vec<Block>) -> anyhow::Result<String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::data::import::read::check_phc;
     use crate::store::pass_code;
     use argon2::password_hash::{PasswordHash, PasswordVerifier as _};
 

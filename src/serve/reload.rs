@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt as _};
 
-use super::{read_off_thread, KeySource};
-use crate::config::read_crm_secrets;
+use super::settings::read_crm_secrets;
+use crate::keys::{read_off_thread, KeySource};
 use crate::store::Store;
 use crate::token::Signer;
 
@@ -49,7 +49,7 @@ impl Reloader {
     /// Re-reads every file once; `true` when all of them were taken. Logs each
     /// outcome: the signing kid on success (a kid is not secret), the file and the
     /// problem on failure. The files are read off the task thread, each within
-    /// [`READ_TIMEOUT`](super::READ_TIMEOUT); a file still hanging from an earlier
+    /// [`READ_TIMEOUT`](crate::keys::READ_TIMEOUT); a file still hanging from an earlier
     /// reload is not read again (each hung read holds a blocking thread).
     pub async fn reload(&self) -> bool {
         let mut ok = true;

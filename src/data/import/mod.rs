@@ -11,8 +11,8 @@
 //! keys are found in SQL, by the line number staged with each row, and the rejected
 //! rows are streamed from there to the caller, never collected).
 //!
-//! Outcomes map to exit codes in [`Outcome::exit_code`]: 0 all rows loaded, 1 some
-//! rejected, 2 nothing could be loaded.
+//! The command line (`cli/data.rs`) turns the outcome into the exit code: 0 all rows
+//! loaded, 1 some rejected, 2 nothing could be loaded.
 
 mod hashing;
 mod read;
@@ -57,13 +57,6 @@ pub struct Job {
 pub struct Outcome {
     /// The counts.
     pub summary: Summary,
-}
-
-impl Outcome {
-    /// 0 when every row was loaded, 1 when some were rejected.
-    pub fn exit_code(&self) -> u8 {
-        u8::from(self.summary.rejected > 0)
-    }
 }
 
 /// Runs `job` against the database of `database_url` (created and migrated if
