@@ -52,12 +52,7 @@ async fn start(
 }
 
 fn hang_up(child: &Child) {
-    let status = Command::new("kill")
-        .arg("-HUP")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    tucano_testkit::process::signal(child, tucano_testkit::process::Signal::HUP).expect("kill");
 }
 
 fn read_log(log: &Path) -> String {
