@@ -577,15 +577,20 @@ impl BinaryRun {
     /// Starts the binary on this run's prefix and database, and waits until it consumes.
     pub async fn start(&self, stderr: std::process::Stdio) -> Child {
         let child = start_binary(&self.prefix, &self.db_url, &[], stderr);
+        self.wait_consumers(1).await;
+        child
+    }
+
+    /// Waits up to 60 s until this run's interactive queue has `count` consumers.
+    pub async fn wait_consumers(&self, count: u32) {
         let consuming = tucano_testkit::queue::wait_consumers(
             &self.conn,
             &self.names.interactive,
-            1,
+            count,
             Duration::from_secs(60),
             || Ok(()),
         );
         consuming.await.expect("the worker to consume");
-        child
     }
 
     /// Publishes `n` persistent requests (`correlation_id` `r-0`, `r-1`...) answered to

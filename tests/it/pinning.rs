@@ -11,7 +11,7 @@ use tucano_auth::store::seed::{
     ACCESS_TOKEN_IDENTIFIER, ACCESS_TOKEN_PASS_CODE, SESSION_TOKEN, SUBSCRIPTION_NUMBER,
 };
 
-use crate::helpers::{by_number, cleanup, depth, terminate, wait_for, BinaryRun};
+use crate::helpers::{by_number, cleanup, terminate, wait_for, BinaryRun};
 
 /// A thread's or process's `Cpus_allowed_list` line, from its `status` file.
 fn allowed(status_path: &std::path::Path) -> Option<String> {
@@ -124,12 +124,7 @@ async fn a_pinned_worker_keeps_its_event_loop_on_that_cpu_and_pass_codes_on_ever
 async fn answering(prefix: &str, env: &[(&str, &str)]) -> (BinaryRun, std::process::Child) {
     let run = BinaryRun::new(prefix).await;
     let child = crate::helpers::start_binary(&run.prefix, &run.db_url, env, Stdio::null());
-    wait_for("the worker to consume", async || {
-        depth(&run.conn, &run.names.interactive)
-            .await
-            .is_some_and(|(_, consumers)| consumers > 0)
-    })
-    .await;
+    run.wait_consumers(1).await;
     let bodies = [
         by_number(SESSION_TOKEN, SUBSCRIPTION_NUMBER),
         json!({"token": SESSION_TOKEN, "access_token_identifier": {

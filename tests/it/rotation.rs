@@ -15,7 +15,7 @@ use tucano_auth::broker::Names;
 use tucano_auth::store::seed;
 
 use crate::helpers::{
-    binary_command, by_number, cleanup, depth, terminate, wait_for, BinaryRun, Client, AMQP_URL,
+    binary_command, by_number, cleanup, terminate, wait_for, BinaryRun, Client, AMQP_URL,
 };
 use crate::keys::{jwks, keygen, verify, write_atomically, write_keys, TempDir};
 
@@ -42,12 +42,7 @@ async fn start(
         command.env_remove(variable);
     }
     let child = command.spawn().expect("start the binary");
-    wait_for("the worker to consume", async || {
-        depth(&run.conn, &run.names.interactive)
-            .await
-            .is_some_and(|(_, consumers)| consumers > 0)
-    })
-    .await;
+    run.wait_consumers(1).await;
     child
 }
 
