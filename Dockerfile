@@ -13,9 +13,11 @@ COPY Cargo.toml Cargo.lock ./
 COPY tools/tucano-bench/Cargo.toml tools/tucano-bench/
 COPY tools/tucano-chaos/Cargo.toml tools/tucano-chaos/
 COPY tools/tucano-hostile/Cargo.toml tools/tucano-hostile/
+COPY tools/tucano-testkit/Cargo.toml tools/tucano-testkit/
 RUN mkdir -p src tools/tucano-bench/src tools/tucano-chaos/src tools/tucano-hostile/src \
+        tools/tucano-testkit/src \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs tools/tucano-hostile/src/lib.rs \
+    && touch src/lib.rs tools/tucano-hostile/src/lib.rs tools/tucano-testkit/src/lib.rs \
     && echo 'fn main() {}' > tools/tucano-bench/src/main.rs \
     && echo 'fn main() {}' > tools/tucano-chaos/src/main.rs \
     && cargo build --release --locked -p tucano-auth --bin tucano-auth \

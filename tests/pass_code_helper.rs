@@ -9,33 +9,25 @@
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tucano_auth::secret::Secret;
 use tucano_auth::store::pass_code::{self, HELPER_COMMAND};
+use tucano_testkit::process::{self, Ended, Signal};
+use tucano_testkit::procfs;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tucano-auth");
 
 /// The helpers this process started: `(pid, session id)`.
 fn helpers() -> Vec<(u32, u32)> {
-    let me = std::process::id();
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
+    for pid in procfs::children(std::process::id()) {
+        let Some(fields) = procfs::stat_fields(pid) else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-        let (parent, session): (u32, u32) =
-            (fields[1].parse().unwrap(), fields[3].parse().unwrap());
+        let session: u32 = fields[3].parse().unwrap();
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if parent == me && String::from_utf8_lossy(&cmdline).contains(HELPER_COMMAND) {
+        if String::from_utf8_lossy(&cmdline).contains(HELPER_COMMAND) {
             found.push((pid, session));
         }
     }
@@ -72,11 +64,7 @@ async fn verifications_run_in_a_low_priority_helper_that_is_replaced_when_killed
     assert_eq!(answers(&stored).await, [true, false, false, false]);
     let first = helpers();
     assert!(!first.is_empty(), "no helper process was started");
-    let my_session = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let my_session: u32 = my_session[my_session.rfind(')').unwrap() + 2..]
-        .split(' ')
-        .nth(3)
-        .unwrap()
+    let my_session: u32 = procfs::stat_fields(std::process::id()).unwrap()[3]
         .parse()
         .unwrap();
     for &(pid, session) in &first {
@@ -96,11 +84,7 @@ async fn verifications_run_in_a_low_priority_helper_that_is_replaced_when_killed
     }
 
     for &(pid, _) in &first {
-        let killed = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        process::signal_pid(pid, Signal::KILL).unwrap();
     }
     // Every answer stays right while the killed helpers are found dead and replaced.
     for _ in 0..3 {
@@ -126,16 +110,9 @@ fn helper_exit(input: &[u8]) -> std::process::ExitStatus {
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(input).unwrap();
     drop(stdin);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the helper did not exit after its input closed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    match process::reap_blocking(&mut child, Duration::from_secs(10)).unwrap() {
+        Ended::Exited(status) => status,
+        Ended::Killed(_) => panic!("the helper did not exit after its input closed"),
     }
 }
 

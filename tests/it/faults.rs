@@ -196,18 +196,9 @@ async fn no_token_pass_code_or_secret_reaches_a_debug_log_or_a_reply() {
         replies.push_str(&reply.raw);
     }
     assert!(jwts.len() >= 3, "the valid requests were answered OK");
-    let status = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
+    let _ = tucano_testkit::process::stop(&mut child, Duration::from_secs(30))
+        .await
         .expect("kill");
-    assert!(status.success());
-    let _ = tokio::time::timeout(Duration::from_secs(30), async {
-        while child.try_wait().expect("wait").is_none() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
     let log = std::fs::read_to_string(&log_path).expect("read log");
     let _ = std::fs::remove_file(&log_path);
     assert!(log.contains("consuming"), "the log was captured");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tucano_auth::store::seed::{ACCESS_TOKEN_IDENTIFIER, SESSION_TOKEN};
 
-use crate::helpers::{cleanup, depth, terminate, wait_for, BinaryRun};
+use crate::helpers::{cleanup, terminate, BinaryRun};
 use crate::observe::{binary_with_metrics, http_get};
 
 /// The lockout's settings in this test: short, so the test sees the window end, but
@@ -98,12 +98,7 @@ async fn a_burst_over_three_workers_verifies_at_most_max_failures_wrong_pass_cod
         let (child, addr) = binary_with_metrics(&run, &env, &log).await;
         workers.0.push((child, addr, log));
     }
-    wait_for("three consumers of the request queue", async || {
-        depth(&run.conn, &run.names.interactive)
-            .await
-            .is_some_and(|(_, consumers)| consumers as usize >= WORKERS)
-    })
-    .await;
+    run.wait_consumers(WORKERS as u32).await;
 
     // All at once: published back to back and confirmed before any reply is read.
     let wrong: Vec<String> = (0..WRONG).map(|n| attempt(&format!("{n:04}"))).collect();

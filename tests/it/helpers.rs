@@ -2,13 +2,12 @@
 //! in-process (or as the real binary), and a client that talks to it over the real
 //! RabbitMQ. Everything a test declared is deleted when its `TestWorker` drops.
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::StreamExt;
-use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::options::BasicPublishOptions;
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -19,6 +18,10 @@ use tucano_auth::keys::KeySource;
 use tucano_auth::observe::Stats;
 use tucano_auth::secret::Secret;
 use tucano_auth::serve::settings::{self, Settings};
+use tucano_testkit::process::{Ended, WorkerEnv};
+use tucano_testkit::request::{status_header, Requester, DIRECT_REPLY_TO};
+
+pub use tucano_testkit::queue::depth;
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
@@ -56,15 +59,7 @@ impl Reply {
     fn from_delivery(delivery: &lapin::message::Delivery) -> Reply {
         let raw = String::from_utf8_lossy(&delivery.data).into_owned();
         let props = &delivery.properties;
-        let header_code = props.headers().as_ref().and_then(|h| {
-            h.inner().get("x-status-code").and_then(|v| match v {
-                AMQPValue::LongString(s) => {
-                    Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
-                }
-                AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
-                _ => None,
-            })
-        });
+        let header_code = status_header(props);
         Reply {
             body: serde_json::from_str(&raw).unwrap_or(Value::Null),
             raw,
@@ -248,22 +243,10 @@ impl TestWorker {
 impl Client {
     /// Waits until the worker consumes both request queues.
     pub async fn wait_consuming(&self) {
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
-        loop {
-            let mut ready = true;
-            for queue in [&self.names.interactive, &self.names.batch] {
-                ready &= depth(&self.conn, queue)
-                    .await
-                    .is_some_and(|(_, consumers)| consumers > 0);
-            }
-            if ready {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the worker did not start consuming"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        for queue in [&self.names.interactive, &self.names.batch] {
+            tucano_testkit::queue::wait_consumers(&self.conn, queue, 1, TIMEOUT, || Ok(()))
+                .await
+                .expect("the worker starts consuming");
         }
     }
 
@@ -288,6 +271,8 @@ impl Client {
         self.call_waiting(queue, body, props, TIMEOUT).await
     }
 
+    /// [`Client::call_with`] waiting `wait`. Raw, not the product's client: the tests
+    /// send requests with any properties and bytes, and read the reply's own.
     pub async fn call_waiting(
         &self,
         queue: &str,
@@ -296,25 +281,16 @@ impl Client {
         wait: Duration,
     ) -> Option<Reply> {
         let channel = self.conn.create_channel().await.expect("channel");
-        let mut replies = tucano_auth::broker::consume_no_ack(&channel, "amq.rabbitmq.reply-to")
+        let replies = tucano_auth::broker::consume_no_ack(&channel, DIRECT_REPLY_TO)
             .await
             .expect("consume direct reply-to");
-        channel
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions::default(),
-                body,
-                props.with_reply_to("amq.rabbitmq.reply-to".into()),
-            )
+        let mut requester = Requester::new(channel, replies);
+        requester.send(queue, body, props).await.expect("publish");
+        let reply = requester
+            .next_reply(wait)
             .await
-            .expect("publish");
-        let reply = tokio::time::timeout(wait, replies.next())
-            .await
-            .ok()
-            .flatten()
             .map(|d| Reply::from_delivery(&d.expect("delivery")));
-        let _ = channel.close(200, "done".into()).await;
+        requester.close().await;
         reply
     }
 
@@ -393,23 +369,14 @@ impl Drop for TestWorker {
     }
 }
 
-/// Deletes the queues and exchanges under `prefix` and the database `db`.
 /// Runs `work` to its end on a thread with a runtime of its own: what a `Drop` that
 /// must clean up over the network does, since it cannot await (and must not block the
 /// test's runtime, which may be the one it is dropped on).
 pub fn block_on_own_thread(work: impl std::future::Future<Output = ()> + Send + 'static) {
-    let _ = std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(work);
-    })
-    .join();
+    let _ = tucano_testkit::process::on_own_thread(work);
 }
 
+/// Deletes the queues and exchanges under `prefix` and the database `db`.
 pub async fn cleanup(prefix: &str, db: &str) {
     if let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await {
         let extra = [
@@ -526,86 +493,52 @@ pub fn binary_command(
     env: &[(&str, &str)],
     stderr: std::process::Stdio,
 ) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tucano-auth"));
-    command
-        .arg("serve")
-        .env("AMQP_URL", AMQP_URL)
-        .env("DATABASE_URL", db_url)
-        .env("QUEUE_PREFIX", prefix)
-        // A free port each, so workers of tests in parallel never collide.
-        .env("METRICS_ADDR", "127.0.0.1:0")
-        .env("TUCANO_JWT_SECRET", JWT_SECRET)
-        .env("CRM_TOKEN_SECRET", CRM_SECRET)
-        .env("TUCANO_PREFETCH", "64")
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(stderr);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command
+    let worker = WorkerEnv {
+        amqp_url: AMQP_URL,
+        database_url: db_url,
+        prefix,
+        jwt_secret: JWT_SECRET,
+    };
+    let mut vars: Vec<(&str, String)> = worker.vars();
+    vars.push(("CRM_TOKEN_SECRET", CRM_SECRET.to_owned()));
+    vars.push(("TUCANO_PREFETCH", "64".to_owned()));
+    vars.extend(env.iter().map(|(key, value)| (*key, (*value).to_owned())));
+    tucano_testkit::process::command(
+        std::path::Path::new(env!("CARGO_BIN_EXE_tucano-auth")),
+        &["serve"],
+        vars,
+        &[],
+        stderr,
+    )
 }
 
 /// Declares the durable (classic) queue `name`, as a client's reply queue.
 pub async fn declare_durable(channel: &lapin::Channel, name: &str) {
-    channel
-        .queue_declare(
-            name.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
+    tucano_testkit::queue::declare_durable(channel, name, None)
         .await
         .unwrap_or_else(|err| panic!("declare {name}: {err}"));
 }
 
-/// Messages ready in `queue` and its consumers; `None` while it does not exist.
-pub async fn depth(conn: &Connection, queue: &str) -> Option<(u32, u32)> {
-    let channel = conn.create_channel().await.expect("channel");
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .ok();
-    let _ = channel.close(200, "ok".into()).await;
-    declared.map(|q| (q.message_count(), q.consumer_count()))
-}
-
 /// Polls `check` every 20 ms until it holds; panics after 60 s.
 pub async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tucano_testkit::queue::wait_until(
+        what,
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        async || Ok(check().await),
+    )
+    .await
+    .unwrap_or_else(|err| panic!("{err}"));
 }
 
-/// Sends SIGTERM and waits up to 40 s for the process to exit.
+/// Sends SIGTERM and waits up to 40 s for the process to exit (SIGKILL after that,
+/// and a panic: the worker exits within its grace period).
 pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
+    match tucano_testkit::process::stop_blocking(child, Duration::from_secs(40)).expect("kill") {
+        Ended::Exited(status) => status,
+        Ended::Killed(status) => {
+            panic!("the worker exits within its grace period (killed: {status})")
         }
-        assert!(
-            Instant::now() < deadline,
-            "the worker exits within its grace period"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -655,13 +588,20 @@ impl BinaryRun {
     /// Starts the binary on this run's prefix and database, and waits until it consumes.
     pub async fn start(&self, stderr: std::process::Stdio) -> Child {
         let child = start_binary(&self.prefix, &self.db_url, &[], stderr);
-        wait_for("the worker to consume", async || {
-            depth(&self.conn, &self.names.interactive)
-                .await
-                .is_some_and(|(_, consumers)| consumers > 0)
-        })
-        .await;
+        self.wait_consumers(1).await;
         child
+    }
+
+    /// Waits up to 60 s until this run's interactive queue has `count` consumers.
+    pub async fn wait_consumers(&self, count: u32) {
+        let consuming = tucano_testkit::queue::wait_consumers(
+            &self.conn,
+            &self.names.interactive,
+            count,
+            Duration::from_secs(60),
+            || Ok(()),
+        );
+        consuming.await.expect("the worker to consume");
     }
 
     /// Publishes `n` persistent requests (`correlation_id` `r-0`, `r-1`...) answered to

@@ -264,12 +264,7 @@ async fn log_of_a_hostile_run(level: &str) -> String {
         &[("RUST_LOG", level)],
         std::process::Stdio::from(log),
     );
-    wait_for("the worker to consume", async || {
-        depth(&run.conn, &run.names.interactive)
-            .await
-            .is_some_and(|(_, consumers)| consumers > 0)
-    })
-    .await;
+    run.wait_consumers(1).await;
     let mut publisher = Publisher::connect(AMQP_URL).await.expect("raw publisher");
     for attack in attacks(&run.prefix, FRAME_MAX) {
         send(&mut publisher, &run.prefix, &attack).await;

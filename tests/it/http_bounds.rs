@@ -199,12 +199,7 @@ async fn start_under_ulimit(
         addr.is_some()
     })
     .await;
-    wait_for("the worker to consume", async || {
-        depth(&run.conn, &run.names.interactive)
-            .await
-            .is_some_and(|(_, consumers)| consumers > 0)
-    })
-    .await;
+    run.wait_consumers(1).await;
     (child, addr.expect("address"))
 }
 

@@ -6,7 +6,6 @@
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -77,17 +76,9 @@ async fn run_binary(args: &[&str], env: &[(&str, String)], stdin: Option<&str>) 
             let _ = err.read_to_string(&mut text);
             text
         });
-        let deadline = Instant::now() + crate::helpers::TIMEOUT * 3;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("tucano-auth {args:?} did not finish in time");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let ended = tucano_testkit::process::reap_blocking(&mut child, crate::helpers::TIMEOUT * 3);
+        let tucano_testkit::process::Ended::Exited(status) = ended.expect("wait") else {
+            panic!("tucano-auth {args:?} did not finish in time");
         };
         Run {
             code: status.code().unwrap_or(-1),

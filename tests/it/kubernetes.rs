@@ -679,21 +679,14 @@ async fn the_production_overlay_migrates_then_serves_under_the_read_only_role() 
     assert_eq!(failures, 1, "the wrong pass code was counted\n{}", logged());
 
     // 5. SIGTERM, as the kubelet sends it: gone well within the grace period, exit 0.
-    let stopped = Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .expect("kill")
-        .success());
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            break status;
-        }
-        if stopped.elapsed() > Duration::from_secs(grace) {
-            panic!("the worker outlived terminationGracePeriodSeconds ({grace} s)");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let grace_period = Duration::from_secs(grace);
+    let status =
+        match tucano_testkit::process::stop_blocking(&mut child.0, grace_period).expect("kill") {
+            tucano_testkit::process::Ended::Exited(status) => status,
+            tucano_testkit::process::Ended::Killed(_) => {
+                panic!("the worker outlived terminationGracePeriodSeconds ({grace} s)")
+            }
+        };
     assert!(
         status.success(),
         "exit after SIGTERM: {status}\n{}",

@@ -118,12 +118,7 @@ pub async fn binary_with_metrics(
     log: &std::path::Path,
 ) -> (std::process::Child, SocketAddr) {
     let (child, addr) = start_with_metrics(run, env, log).await;
-    wait_for("the worker to consume", async || {
-        depth(&run.conn, &run.names.interactive)
-            .await
-            .is_some_and(|(_, consumers)| consumers > 0)
-    })
-    .await;
+    run.wait_consumers(1).await;
     (child, addr)
 }
 

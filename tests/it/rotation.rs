@@ -15,7 +15,7 @@ use tucano_auth::broker::Names;
 use tucano_auth::store::seed;
 
 use crate::helpers::{
-    binary_command, by_number, cleanup, depth, terminate, wait_for, BinaryRun, Client, AMQP_URL,
+    binary_command, by_number, cleanup, terminate, wait_for, BinaryRun, Client, AMQP_URL,
 };
 use crate::keys::{jwks, keygen, verify, write_atomically, write_keys, TempDir};
 
@@ -42,22 +42,12 @@ async fn start(
         command.env_remove(variable);
     }
     let child = command.spawn().expect("start the binary");
-    wait_for("the worker to consume", async || {
-        depth(&run.conn, &run.names.interactive)
-            .await
-            .is_some_and(|(_, consumers)| consumers > 0)
-    })
-    .await;
+    run.wait_consumers(1).await;
     child
 }
 
 fn hang_up(child: &Child) {
-    let status = Command::new("kill")
-        .arg("-HUP")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    tucano_testkit::process::signal(child, tucano_testkit::process::Signal::HUP).expect("kill");
 }
 
 fn read_log(log: &Path) -> String {

@@ -11,7 +11,7 @@ use serde_json::json;
 use tucano_auth::store::seed::{ACCESS_TOKEN_IDENTIFIER, SESSION_TOKEN, SUBSCRIPTION_NUMBER};
 
 use crate::guessing::replies;
-use crate::helpers::{by_number, cleanup, depth, start_binary, terminate, wait_for, BinaryRun};
+use crate::helpers::{by_number, cleanup, start_binary, terminate, BinaryRun};
 use crate::import::{tucano, TempCsv};
 
 /// A salt and hash of the right form, so only the parameters are hostile. Their text
@@ -117,12 +117,7 @@ async fn hostile_hashes_in_the_table_cost_the_worker_one_failed_authentication()
         &[("TUCANO_PASS_CODE_MAX_FAILURES", "1000")],
         Stdio::from(std::fs::File::create(&log).expect("log file")),
     );
-    wait_for("the worker to consume", async || {
-        depth(&run.conn, &run.names.interactive)
-            .await
-            .is_some_and(|(_, consumers)| consumers > 0)
-    })
-    .await;
+    run.wait_consumers(1).await;
     let pool = sqlx::PgPool::connect(&run.db_url).await.expect("database");
     let attempt = json!({"token": SESSION_TOKEN, "access_token_identifier": {"identifier": ACCESS_TOKEN_IDENTIFIER, "pass_code": "1234"}}).to_string();
     let plain = by_number(SESSION_TOKEN, SUBSCRIPTION_NUMBER);

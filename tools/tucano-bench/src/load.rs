@@ -9,6 +9,11 @@
 //! publisher confirms: the reply is the end-to-end acknowledgement, and confirms would
 //! only cost the load generator CPU that the measured processes share. A reply is `OK`
 //! when its `x-status-code` header says so (the worker sets it from the body's code).
+//!
+//! Each channel is the harness's raw [`Requester`], not the product's `Client`: the
+//! load generator measures the worker and the broker, and the client's confirms and
+//! per-call bookkeeping would take CPU from the processes measured (see the
+//! requester's docs).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,14 +22,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Confirmation, Connection};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tucano_auth::broker::Names;
 use tucano_auth::broker::QueueType;
 use tucano_auth::client::DIRECT_REPLY_TO;
+use tucano_testkit::request::{status_header, Requester};
 
 use crate::procs::Proc;
 use crate::requests::{Generator, Path, Rng};
@@ -183,8 +188,11 @@ pub async fn drive(
                 }
             }
         };
+        let consumer = tucano_auth::broker::consume_no_ack(&channel, DIRECT_REPLY_TO)
+            .await
+            .context("cannot consume direct reply-to")?;
         let task = Task {
-            channel,
+            requester: Requester::new(channel, consumer),
             queue: queue.to_owned(),
             generator: generator.clone(),
             rng: Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(index as u64)),
@@ -208,7 +216,7 @@ enum Share {
 }
 
 struct Task {
-    channel: Channel,
+    requester: Requester,
     queue: String,
     generator: Arc<Generator>,
     rng: Rng,
@@ -218,9 +226,6 @@ struct Task {
 
 impl Task {
     async fn run(mut self, share: Share) -> anyhow::Result<Run> {
-        let mut replies = tucano_auth::broker::consume_no_ack(&self.channel, DIRECT_REPLY_TO)
-            .await
-            .context("cannot consume direct reply-to")?;
         let mut run = Run::default();
         let mut pending: HashMap<u64, (Instant, Path)> = HashMap::new();
         let mut seq = 0u64;
@@ -243,7 +248,7 @@ impl Task {
                     stopping = true;
                     give_up = Instant::now() + DRAIN;
                 }
-                reply = replies.next() => {
+                reply = self.requester.replies().next() => {
                     let Some(reply) = reply else { bail!("the broker closed the reply consumer") };
                     let delivery = reply.context("reply consumer failed")?;
                     let now = Instant::now();
@@ -303,7 +308,7 @@ impl Task {
             }
         }
         run.lost = pending.len() as u64;
-        let _ = self.channel.close(200, "bye".into()).await;
+        self.requester.close().await;
         Ok(run)
     }
 
@@ -318,14 +323,8 @@ impl Task {
         let body = self.generator.body(path, &mut self.rng);
         let properties = request_properties(*seq, DIRECT_REPLY_TO);
         let sent = Instant::now();
-        self.channel
-            .basic_publish(
-                "".into(),
-                self.queue.as_str().into(),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                properties,
-            )
+        self.requester
+            .send(&self.queue, body.as_bytes(), properties)
             .await
             .context("cannot publish a request")?;
         pending.insert(*seq, (sent, path));
@@ -361,15 +360,7 @@ fn is_shed(properties: &BasicProperties, body: &[u8]) -> bool {
 
 /// Whether a reply's `x-status-code` header is `code`.
 fn code_is(properties: &BasicProperties, code: &str) -> bool {
-    let header = properties
-        .headers()
-        .as_ref()
-        .and_then(|headers| headers.inner().get("x-status-code").cloned());
-    match header {
-        Some(AMQPValue::LongString(value)) => value.as_bytes() == code.as_bytes(),
-        Some(AMQPValue::ShortString(value)) => value.as_str() == code,
-        _ => false,
-    }
+    status_header(properties).is_some_and(|header| header == code)
 }
 
 /// Publishes `count` requests to `queue` with publisher confirms (at most 1,000
@@ -478,13 +469,7 @@ pub async fn declare_reply_queue(
     queue_type: QueueType,
 ) -> anyhow::Result<()> {
     let channel = connection.create_channel().await?;
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString(queue_type.as_str().into()),
-    );
-    channel
-        .queue_declare(name.into(), QueueDeclareOptions::durable(), args)
+    tucano_testkit::queue::declare_durable(&channel, name, Some(queue_type.as_str()))
         .await
         .with_context(|| format!("cannot declare {name}"))?;
     let _ = channel.close(200, "bye".into()).await;
@@ -499,33 +484,9 @@ pub async fn wait_consuming(
     proc: &mut Proc,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        proc.check_alive()?;
-        // A passive declare of a missing queue closes its channel: one per try.
-        let channel = connection.create_channel().await?;
-        let declared = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions::default().passive(),
-                FieldTable::default(),
-            )
-            .await;
-        if let Ok(declared) = declared {
-            let _ = channel.close(200, "bye".into()).await;
-            if declared.consumer_count() >= 1 {
-                return Ok(());
-            }
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "{} is not consuming {queue} after {} s",
-                proc.name(),
-                timeout.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    tucano_testkit::queue::wait_consumers(connection, queue, 1, timeout, || proc.check_alive())
+        .await
+        .with_context(|| format!("{} is not consuming {queue}", proc.name()))
 }
 
 /// Deletes every queue and exchange of `prefix` (the worker's topology and the batch

@@ -2,21 +2,24 @@
 //! RSS of it and of the services from `/proc`, its request durations from its
 //! `/metrics` ([`crate::scrape`]), and stopping it with SIGTERM.
 //!
-//! CPU time is `utime + stime` of `/proc/PID/stat` (all threads, in clock ticks, 10 ms
-//! here); peak RSS is `VmHWM` of `/proc/PID/status`. Both add up the process and its
-//! living children: the worker's pass-code helpers are part of its cost.
+//! Starting, stopping and `/proc` are the harness's of `tucano-testkit` (shared with
+//! the tests and the chaos tool, and described there: CPU time and peak RSS add up
+//! the process and its living children, the worker's pass-code helpers); what is
+//! here is the bench's own: the named child with its log, and the services around it.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::time::Instant;
+use tucano_testkit::process::{self, Ended};
+use tucano_testkit::procfs::{self, ticks, ticks_to_duration};
 
 use crate::scrape::{self, Durations};
+
+pub use tucano_testkit::procfs::Cpu;
 
 /// A child process of the bench: the worker or the echo.
 pub struct Proc {
@@ -24,25 +27,6 @@ pub struct Proc {
     child: Child,
     log: PathBuf,
     done: bool,
-}
-
-/// CPU time of a process and its children, from `/proc`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Cpu {
-    /// The process's and its children's together.
-    pub total: Duration,
-    /// Its children's alone.
-    pub children: Duration,
-}
-
-impl Cpu {
-    /// The CPU time used since `before`.
-    pub fn since(&self, before: &Cpu) -> Cpu {
-        Cpu {
-            total: self.total.saturating_sub(before.total),
-            children: self.children.saturating_sub(before.children),
-        }
-    }
 }
 
 impl Proc {
@@ -58,21 +42,16 @@ impl Proc {
     ) -> anyhow::Result<Proc> {
         let stderr = File::create(&log)
             .with_context(|| format!("cannot create the log file {}", log.display()))?;
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        for name in env_remove {
-            command.env_remove(name);
-        }
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {}", program.display()))?;
+        let child = process::command(
+            program,
+            args,
+            env.iter().cloned(),
+            env_remove,
+            stderr.into(),
+        )
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", program.display()))?;
         Ok(Proc {
             name: name.to_owned(),
             child,
@@ -110,25 +89,20 @@ impl Proc {
     /// exits between two readings takes its time with it: the helpers live as long as
     /// the worker.
     pub fn cpu(&self) -> anyhow::Result<Cpu> {
-        let own = cpu_time(self.pid())
-            .with_context(|| format!("cannot read the CPU time of {}", self.name))?;
-        let children: u64 = children(self.pid())
-            .iter()
-            .filter_map(|pid| ticks(&pid.to_string()))
-            .sum();
-        let children = ticks_to_duration(children);
-        Ok(Cpu {
-            total: own + children,
-            children,
+        Cpu::of(self.pid()).with_context(|| {
+            format!(
+                "cannot read the CPU time of {} (/proc/{}/stat)",
+                self.name,
+                self.pid()
+            )
         })
     }
 
     /// Its peak resident set size so far, in bytes, plus that of each living child:
     /// the peaks may not have been at the same moment, so this is an upper bound.
     pub fn peak_rss(&self) -> anyhow::Result<u64> {
-        let own = peak_rss(self.pid()).with_context(|| format!("no VmHWM for {}", self.name))?;
-        let children: u64 = children(self.pid()).into_iter().filter_map(peak_rss).sum();
-        Ok(own + children)
+        procfs::peak_rss_with_children(self.pid())
+            .with_context(|| format!("no VmHWM for {}", self.name))
     }
 
     /// Its request-duration histogram now, from its `/metrics` (its log names the
@@ -147,34 +121,17 @@ impl Proc {
 
     /// Sends SIGTERM and waits up to `grace` for it to exit (then SIGKILL).
     pub async fn stop(mut self, grace: Duration) -> anyhow::Result<ExitStatus> {
-        if let Some(status) = self.child.try_wait()? {
-            self.done = true;
-            return Ok(status);
-        }
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .context("cannot run kill")?;
-        if !sent.success() {
-            bail!("kill -TERM {} failed", self.pid());
-        }
-        let deadline = Instant::now() + grace;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                self.done = true;
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let status = self.child.wait()?;
-                self.done = true;
-                bail!(
-                    "{} did not exit within {} s of SIGTERM ({status})",
-                    self.name,
-                    grace.as_secs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let ended = process::stop(&mut self.child, grace)
+            .await
+            .with_context(|| format!("cannot stop {}", self.name))?;
+        self.done = true;
+        match ended {
+            Ended::Exited(status) => Ok(status),
+            Ended::Killed(status) => bail!(
+                "{} did not exit within {} s of SIGTERM ({status})",
+                self.name,
+                grace.as_secs()
+            ),
         }
     }
 }
@@ -193,85 +150,6 @@ pub fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`, usually 100).
-fn clock_ticks() -> u64 {
-    static TICKS: OnceLock<u64> = OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|out| String::from_utf8(out.stdout).ok())
-            .and_then(|text| text.trim().parse().ok())
-            .filter(|&ticks| ticks > 0)
-            .unwrap_or(100)
-    })
-}
-
-/// `utime + stime` of a process, in ticks.
-fn ticks(pid: &str) -> Option<u64> {
-    let stat = stat_after_name(pid)?;
-    let mut fields = stat.split(' ');
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// `/proc/PID/stat` from field 3 (the state) on. The command name (field 2) may hold
-/// spaces and parentheses; the fields after it are plain.
-fn stat_after_name(pid: &str) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    Some(stat[stat.rfind(')')? + 2..].to_owned())
-}
-
-fn ticks_to_duration(ticks: u64) -> Duration {
-    Duration::from_micros(ticks * 1_000_000 / clock_ticks())
-}
-
-/// `VmHWM` of a process, in bytes.
-fn peak_rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map(|kib| kib * 1024)
-}
-
-/// The processes whose parent is `pid`.
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&child| parent(child) == Some(pid))
-        .collect()
-}
-
-/// The parent of a process (field 4 of `/proc/PID/stat`).
-fn parent(pid: u32) -> Option<u32> {
-    stat_after_name(&pid.to_string())?
-        .split(' ')
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// The CPU time of process `pid`.
-pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
-    ticks(&pid.to_string())
-        .map(ticks_to_duration)
-        .with_context(|| format!("cannot read /proc/{pid}/stat"))
 }
 
 /// CPU time of the processes around the one measured: the bench itself, RabbitMQ

@@ -1,20 +1,23 @@
 //! The pieces every load scenario uses: the worker process (started with the chaos
 //! settings, signalled, reaped), its metrics, the requests it is sent, and the broker
-//! checks and declarations around it.
+//! checks and declarations around it. Starting, stopping and asking the broker are the
+//! harness's of `tucano-testkit`, shared with the tests and the bench; what is here is
+//! the chaos tool's own settings and figures.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use lapin::options::QueueDeclareOptions;
-use lapin::types::{AMQPValue, FieldTable};
 use lapin::Connection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::Instant;
 use tucano_auth::broker::Names;
 use tucano_auth::store::seed;
+use tucano_testkit::process::{self, Ended, WorkerEnv};
+use tucano_testkit::queue;
+
+pub use tucano_testkit::process::Signal;
 
 use crate::Args;
 
@@ -26,8 +29,7 @@ fn worker_binary(args: &Args) -> anyhow::Result<PathBuf> {
     if let Some(path) = &args.worker {
         return Ok(path.clone());
     }
-    let me = std::env::current_exe().context("locating tucano-chaos")?;
-    let path = me.with_file_name("tucano-auth");
+    let path = process::beside_me("tucano-auth")?;
     if !path.exists() {
         bail!(
             "{} is missing: build it (cargo build --release --workspace) or pass --worker",
@@ -51,44 +53,34 @@ pub fn start_worker(
         .append(true)
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
-    let mut command = Command::new(worker_binary(args)?);
-    command
-        .arg("serve")
-        .env("AMQP_URL", &args.amqp_url)
-        .env("DATABASE_URL", &args.database_url)
-        .env("QUEUE_PREFIX", prefix)
-        .env("TUCANO_JWT_SECRET", JWT_SECRET)
-        .env("METRICS_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "info");
-    for (name, value) in extra {
-        command.env(name, value);
-    }
-    command
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .context("starting the worker")
+    let worker = WorkerEnv {
+        amqp_url: &args.amqp_url,
+        database_url: &args.database_url,
+        prefix,
+        jwt_secret: JWT_SECRET,
+    };
+    let mut vars = worker.vars();
+    vars.extend(extra.iter().map(|(name, value)| (*name, value.clone())));
+    process::command(
+        &worker_binary(args)?,
+        &["serve"],
+        vars,
+        &[],
+        Stdio::from(log),
+    )
+    .spawn()
+    .context("starting the worker")
 }
 
-/// Sends signal `name` (`KILL`, `TERM`) to `child`.
-pub fn signal(child: &Child, name: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status();
+/// Sends `signal` to `child`; one already gone is no error here (a scenario signals
+/// what it may have killed).
+pub fn signal(child: &Child, signal: Signal) {
+    let _ = process::signal(child, signal);
 }
 
 /// Waits up to `within` for `child` to end, then kills it; its exit status if known.
 pub async fn reap(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = child.kill();
-    child.wait().ok()
+    process::reap(child, within).await.ok().map(Ended::status)
 }
 
 /// Waits up to 60 s until `queue` has a consumer.
@@ -96,50 +88,36 @@ pub async fn wait_consuming(url: &str, queue: &str) -> anyhow::Result<()> {
     wait_consumers(url, queue, 1).await
 }
 
-/// Waits up to 60 s until `queue` has at least `count` consumers.
+/// Waits up to 60 s until `queue` has at least `count` consumers, asking through a
+/// new connection each time (the node behind `url` may have been away).
 pub async fn wait_consumers(url: &str, queue: &str, count: u32) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if consumers(url, queue).await.is_some_and(|n| n >= count) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{queue} did not have {count} consumers within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("{count} consumers on {queue}");
+    queue::wait_until(
+        &what,
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        async || Ok(consumers(url, queue).await.is_some_and(|n| n >= count)),
+    )
+    .await
 }
 
 /// How many consumers `queue` has, asked through `url`; `None` if the broker did not say.
 pub async fn consumers(url: &str, queue: &str) -> Option<u32> {
     let connection = Connection::connect(url, Default::default()).await.ok()?;
-    let count = passive_declare(&connection, queue)
+    let count = queue::depth(&connection, queue)
         .await
-        .map(|q| q.consumer_count());
+        .map(|(_, consumers)| consumers);
     let _ = connection.close(200, "ok".into()).await;
     count
 }
 
 /// Declares the durable quorum queue the replies of a run go to.
-pub async fn declare_replies(url: &str, queue: &str) -> anyhow::Result<()> {
+pub async fn declare_replies(url: &str, name: &str) -> anyhow::Result<()> {
     let connection = Connection::connect(url, Default::default()).await?;
     let channel = connection.create_channel().await?;
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            arguments,
-        )
+    queue::declare_durable(&channel, name, Some("quorum"))
         .await
-        .with_context(|| format!("declaring {queue}"))?;
+        .with_context(|| format!("declaring {name}"))?;
     let _ = connection.close(200, "ok".into()).await;
     Ok(())
 }
@@ -171,28 +149,9 @@ pub fn bodies() -> Vec<Vec<u8>> {
 
 /// Messages waiting in `queue`, by a passive declare.
 pub async fn queue_depth(connection: &Connection, queue: &str) -> Option<u32> {
-    passive_declare(connection, queue)
+    queue::depth(connection, queue)
         .await
-        .map(|q| q.message_count())
-}
-
-/// What a passive declare of `queue` says; `None` if it does not exist.
-pub async fn passive_declare(connection: &Connection, queue: &str) -> Option<lapin::Queue> {
-    let channel = connection.create_channel().await.ok()?;
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .ok();
-    // Closed before its connection, or lapin logs an ERROR.
-    let _ = channel.close(200, "ok".into()).await;
-    declared
+        .map(|(messages, _)| messages)
 }
 
 /// Requests that need a pass code (an Argon2 check): the demo access token and medium,

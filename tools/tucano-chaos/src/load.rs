@@ -2,6 +2,12 @@
 //! what the [`Traffic`] says, a collector of replies on a durable queue, and the ledger
 //! that counts both by `correlation_id`. Both sides reconnect by themselves when the
 //! broker goes away.
+//!
+//! Not the product's `Client`, nor the harness's direct reply-to requester: a direct
+//! reply goes to the connection that sent the request, and these scenarios cut that
+//! connection (a broker restart, a lost node) while requests are in the worker's hands.
+//! Their replies must wait in a durable queue for the collector to come back, or the
+//! ledger would count as lost what the worker did answer.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

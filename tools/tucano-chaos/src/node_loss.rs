@@ -16,7 +16,7 @@ use tucano_auth::broker::Names;
 
 use crate::harness::{
     bodies, cleanup, consumers, declare_replies, reap, script, show_log, signal, start_worker,
-    wait_consumers, with_servers,
+    wait_consumers, with_servers, Signal,
 };
 use crate::load::{self, Traffic};
 use crate::scenario::Row;
@@ -83,7 +83,7 @@ async fn under_node_loss(args: &Args) -> anyhow::Result<Row> {
         if starts >= STARTS {
             bail!("no worker connected to node {victim} after {starts} starts");
         }
-        signal(&workers[1], "TERM");
+        signal(&workers[1], Signal::TERM);
         let _ = reap(&mut workers[1], Duration::from_secs(40)).await;
         workers[1] = start_worker(args, &prefix, &log, &extra)?;
         starts += 1;
@@ -131,7 +131,7 @@ async fn under_node_loss(args: &Args) -> anyhow::Result<Row> {
 
     let ledger = load.finish(Duration::from_secs(args.drain_seconds)).await;
     for worker in &workers {
-        signal(worker, "TERM");
+        signal(worker, Signal::TERM);
     }
     let mut exits_ok = true;
     for worker in &mut workers {

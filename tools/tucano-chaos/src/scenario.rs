@@ -16,7 +16,7 @@ use tucano_auth::store::seed;
 
 use crate::harness::{
     self, bodies, cleanup, declare_replies, free_port, metrics_on, pass_code_bodies, queue_depth,
-    reap, signal, start_worker, wait_consuming,
+    reap, signal, start_worker, wait_consuming, Signal,
 };
 use crate::load::{self, Ledger, Tally, Traffic};
 use crate::{node_loss, standby, Args, Fault};
@@ -198,7 +198,7 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
                     unscraped += 1;
                     0
                 });
-                signal(victim, "KILL");
+                signal(victim, Signal::KILL);
                 let _ = reap(victim, Duration::from_secs(5)).await;
                 ports[turn] = free_port()?;
                 *victim = start_worker(args, &prefix, &log, &[metrics_on(ports[turn])])?;
@@ -208,7 +208,7 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
         Fault::Kill => {
             for _ in 0..5 {
                 tokio::time::sleep(run / 6).await;
-                signal(&worker, "KILL");
+                signal(&worker, Signal::KILL);
                 let _ = reap(&mut worker, Duration::from_secs(5)).await;
                 worker = start_worker(args, &prefix, &log, &[])?;
             }
@@ -275,9 +275,9 @@ async fn load_under_fault(args: &Args, fault: Fault) -> anyhow::Result<Row> {
         }
     }
     for other in &others {
-        signal(other, "TERM");
+        signal(other, Signal::TERM);
     }
-    signal(&worker, "TERM");
+    signal(&worker, Signal::TERM);
     let exit = reap(&mut worker, Duration::from_secs(40)).await;
     let mut others_exit_ok = true;
     for other in &mut others {

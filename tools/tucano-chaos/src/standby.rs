@@ -17,7 +17,7 @@ use tucano_auth::store::seed;
 
 use crate::harness::{
     bodies, cleanup, declare_replies, reap, script, show_log, signal, start_worker, wait_consuming,
-    with_servers,
+    with_servers, Signal,
 };
 use crate::load::{self, Traffic};
 use crate::scenario::Row;
@@ -107,7 +107,7 @@ async fn with_standby(args: &Args) -> anyhow::Result<Row> {
     }
 
     let ledger = load.finish(Duration::from_secs(args.drain_seconds)).await;
-    signal(&worker, "TERM");
+    signal(&worker, Signal::TERM);
     let exit = reap(&mut worker, Duration::from_secs(40)).await;
     cleanup(&args.amqp_url, &prefix).await;
 
