@@ -1,4 +1,4 @@
-//! The status codes of the contract (section 3) and the one place that maps every
+//! The status codes (docs/protocol.md §3) and the one place that maps every
 //! failure to its code.
 //!
 //! [`Error`] is what the domain returns; [`Error::code`] is the single exhaustive match
@@ -9,7 +9,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// A wire status code, in the contract's order of checking.
+/// A wire status code, in the order of checks (docs/protocol.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Code {
     /// The request was served.
@@ -47,7 +47,7 @@ pub enum Code {
 }
 
 impl Code {
-    /// Every code, in the contract's order.
+    /// Every code, in the documented order (docs/protocol.md §3).
     pub const ALL: [Code; 16] = [
         Code::Ok,
         Code::ReplyToNotAllowed,
@@ -67,7 +67,7 @@ impl Code {
         Code::InternalError,
     ];
 
-    /// The code named `text` (as in `status.code`), if it is one of the contract's.
+    /// The code named `text` (as in `status.code`), if it is one of the documented codes.
     pub fn parse(text: &str) -> Option<Code> {
         Code::ALL.into_iter().find(|code| code.as_str() == text)
     }

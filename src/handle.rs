@@ -1,5 +1,5 @@
 //! What happens to one message: the pipeline from a request's body and properties to
-//! its reply, in the contract's order of checks (section 3). No broker types here: the
+//! its reply, in the order of checks of docs/protocol.md §3. No broker types here: the
 //! broker layer hands in an [`Incoming`] and publishes the [`Outcome`].
 
 use std::future::Future;

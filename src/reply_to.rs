@@ -1,4 +1,4 @@
-//! Where a reply may go (contract section 3): a `reply_to` must start with one of the
+//! Where a reply may go (docs/protocol.md §3): a `reply_to` must start with one of the
 //! allowed prefixes (`REPLY_TO_ALLOW`), must not name one of the worker's own queues
 //! or exchanges, and, when it is a direct reply-to address, must have the shape
 //! RabbitMQ gives such addresses. Anything else is `REPLY_TO_NOT_ALLOWED`.

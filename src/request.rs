@@ -1,6 +1,6 @@
 //! The request on the wire, and its decoding: bytes and properties in, a typed
-//! [`Request`] or a coded [`Error`] out, following steps 2 to 4 of the contract's
-//! order of checks.
+//! [`Request`] or a coded [`Error`] out, following steps 2 to 4 of the order of
+//! checks (docs/protocol.md §3).
 
 use serde_json::Value;
 use uuid::Uuid;
@@ -84,7 +84,7 @@ pub enum SubscriptionTypeKey {
     AlternativeCode(String),
 }
 
-/// The four semi-optional identifiers, in the contract's order (also the order of the
+/// The four semi-optional identifiers, in the order of docs/protocol.md §3 (also the order of the
 /// names in [`Error::MultipleIdentifiers`]).
 pub const IDENTIFIERS: [&str; 4] = [ACCESS_TOKEN, MEDIUM, INSTALLED_ITEM, SUBSCRIPTION];
 
@@ -94,8 +94,8 @@ const INSTALLED_ITEM: &str = "installed_item_identifier";
 const SUBSCRIPTION: &str = "subscription_identifier";
 const SUBSCRIPTION_TYPE: &str = "subscription_type_identifier";
 
-/// Decodes a request body and its `content_type` property, checking in the contract's
-/// order:
+/// Decodes a request body and its `content_type` property, checking in the documented
+/// order (docs/protocol.md §3):
 ///
 /// 2. the content type (absent, or `application/json` with at most a `charset=utf-8`
 ///    parameter, case-insensitive), the size, UTF-8, JSON, a JSON object;

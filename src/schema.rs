@@ -69,7 +69,7 @@ impl Schemas {
         })
     }
 
-    /// Checks a request body against the request schema (step 4 of the contract).
+    /// Checks a request body against the request schema (step 4 of docs/protocol.md §3).
     ///
     /// On failure the message names the JSON pointer of one failing part and the reason,
     /// chosen deterministically: the first error on a single field if there is one, else

@@ -1,4 +1,4 @@
-//! TLS for the broker and database connections (contract section 10), with rustls and
+//! TLS for the broker and database connections (docs/protocol.md §10), with rustls and
 //! its ring provider: no OpenSSL at build time.
 //!
 //! The broker's and the database's settings differ (a CA file and a client certificate

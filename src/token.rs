@@ -1,4 +1,4 @@
-//! The JWT handed to Tucano (contracts sections 6 and 9): claims `exp`, `iat`, `userid`
+//! The JWT handed to Tucano (docs/protocol.md §6 and §9): claims `exp`, `iat`, `userid`
 //! (the subscription number) and `apip`, signed with the first configured key; header
 //! `{"alg":"HS256","typ":"JWT"}` for `TUCANO_JWT_SECRET`, and with the key's `kid` for
 //! a key of `TUCANO_JWT_KEYS_FILE`.
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::{Current, KeySet};
 
-/// The claims of an issued JWT, exactly the contract's.
+/// The claims of an issued JWT, exactly those of docs/protocol.md §6.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// Expiry, seconds since the epoch (`iat` + TTL).

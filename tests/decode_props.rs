@@ -1,7 +1,7 @@
-//! Property tests of request decoding (contract section 3, steps 2 to 4) and of the
+//! Property tests of request decoding (docs/protocol.md §3, steps 2 to 4) and of the
 //! published schemas.
 //!
-//! The oracle here is written from the contract's request table alone and calls nothing
+//! The oracle here is written from the request table of docs/protocol.md §3 alone and calls nothing
 //! of the crate: `decode`, the crate's compiled schema and the schema file read from disk
 //! must all agree with it. Tokens and pass codes are generated as `TOK-SECRET-...` and
 //! `PASS-SECRET-...`, so a message that leaks one is caught by a substring check.
@@ -42,7 +42,7 @@ fn compile_file(path: &str) -> jsonschema::Validator {
 }
 
 // ---------------------------------------------------------------------------------------
-// The oracle: the contract's request table, written out by hand.
+// The oracle: the request table of docs/protocol.md §3, written out by hand.
 // ---------------------------------------------------------------------------------------
 
 const ACCESS_TOKEN: &str = "access_token_identifier";
@@ -52,7 +52,7 @@ const SUBSCRIPTION: &str = "subscription_identifier";
 const SUBSCRIPTION_TYPE: &str = "subscription_type_identifier";
 const SEMI_OPTIONAL: [&str; 4] = [ACCESS_TOKEN, MEDIUM, INSTALLED_ITEM, SUBSCRIPTION];
 
-/// What the contract says a body leads to, as far as decoding goes.
+/// What docs/protocol.md says a body leads to, as far as decoding goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
     Valid,

@@ -5,7 +5,7 @@
 //! is known, or (7) a free content type: the bytes up to the first `\n` (decoded lossily,
 //! as the AMQP property is a string), the body being what follows.
 
-/// The fixed content types and whether the contract accepts them.
+/// The fixed content types and whether docs/protocol.md accepts them.
 pub const FIXED: [(Option<&str>, bool); 7] = [
     (None, true),
     (Some("application/json"), true),
@@ -26,7 +26,7 @@ pub enum ContentType {
     Fixed {
         /// The property, or `None` when absent.
         value: Option<&'static str>,
-        /// Whether the contract accepts it.
+        /// Whether docs/protocol.md accepts it.
         accepted: bool,
     },
     /// A content type chosen by the fuzzer; its verdict is not predicted.

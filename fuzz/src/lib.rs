@@ -1,17 +1,17 @@
 //! The invariants of `tucano_auth::request::decode`, checked on one fuzz input.
 //!
 //! [`check`] decodes one input ([`input`] says how bytes become a `content_type` and a
-//! body) and panics when the outcome breaks the contract:
+//! body) and panics when the outcome breaks docs/protocol.md §3:
 //!
 //! - `decode` never panics, and every error has a code of [`Code::ALL`], from steps 2
 //!   to 4 only (a decoder never says `NOT_FOUND`);
 //! - a refused content type is `INVALID_REQUEST`; an accepted one changes nothing;
 //! - a body that is too large, not UTF-8, not JSON or not an object is `INVALID_REQUEST`;
-//! - on a JSON object, step 3 gives exactly the code of the contract's table (and names
+//! - on a JSON object, step 3 gives exactly the code of the status table of docs/protocol.md §3 (and names
 //!   the identifiers in order), and the schema rejects every such request;
 //! - past step 3, `decode` succeeds exactly when the published schema accepts, so an
 //!   `INVALID_REQUEST` there is always a schema rejection, never a decoder quirk; the
-//!   schema in turn agrees with the contract's table ([`oracle`]);
+//!   schema in turn agrees with the status table of docs/protocol.md §3 ([`oracle`]);
 //! - a decoded request holds exactly what the body said (nulls dropped, ids canonical);
 //! - no error text carries a `token`, `pass_code` or `authentication_code` value, and no
 //!   decoded request's `Debug` a token or pass code ([`secrets`] says how this avoids
@@ -130,7 +130,7 @@ fn check_body(
     let schema_valid = schemas.is_valid_request(&value);
     match oracle::step3(object) {
         Some((expected, given)) => {
-            assert_eq!(code, expected, "step 3 of the contract's table");
+            assert_eq!(code, expected, "step 3 of the status table of docs/protocol.md §3");
             if let Err(Error::MultipleIdentifiers(names)) = result {
                 assert_eq!(names, &given, "MULTIPLE_IDENTIFIERS names them in order");
             }
@@ -161,7 +161,7 @@ fn check_body(
             assert_eq!(
                 schema_valid,
                 oracle::well_formed(object),
-                "the schema and the contract's table disagree"
+                "the schema and the status table of docs/protocol.md §3 disagree"
             );
         }
     }

@@ -11,11 +11,11 @@ const INSTALLED_ITEM: &str = "installed_item_identifier";
 const SUBSCRIPTION: &str = "subscription_identifier";
 const SUBSCRIPTION_TYPE: &str = "subscription_type_identifier";
 
-/// The semi-optional identifiers, in the contract's order.
+/// The semi-optional identifiers, in the documented order (docs/protocol.md §3).
 pub const SEMI_OPTIONAL: [&str; 4] = [ACCESS_TOKEN, MEDIUM, INSTALLED_ITEM, SUBSCRIPTION];
 
 /// What step 3 says about a JSON object: `None` when it passes, else the code and the
-/// identifiers given (in the contract's order).
+/// identifiers given (in the order of docs/protocol.md §3).
 pub fn step3(request: &Map<String, Value>) -> Option<(Code, Vec<&'static str>)> {
     let given: Vec<&'static str> = SEMI_OPTIONAL
         .into_iter()

@@ -1,4 +1,4 @@
-//! Batch requests get the capacity interactive ones leave (contract section 14).
+//! Batch requests get the capacity interactive ones leave (docs/protocol.md §14).
 //!
 //! The batch channel holds as many deliveries as the interactive one
 //! (`TUCANO_PREFETCH` + `TUCANO_PASS_CODE_BACKLOG`), but only `TUCANO_BATCH_PREFETCH`

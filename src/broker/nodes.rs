@@ -1,4 +1,4 @@
-//! `AMQP_URL` as a list of the nodes of one RabbitMQ cluster (contract section 11):
+//! `AMQP_URL` as a list of the nodes of one RabbitMQ cluster (docs/protocol.md §11):
 //! comma-separated URLs, each with its own TLS. A worker starts at a random node, so
 //! that workers spread over the cluster, and moves to the next when a node fails.
 

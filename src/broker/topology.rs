@@ -1,4 +1,4 @@
-//! The broker topology of contract section 2, declared idempotently.
+//! The broker topology of docs/protocol.md §2, declared idempotently.
 //!
 //! A declaration that the broker refuses because the object exists with other
 //! arguments becomes a [`TopologyError`] naming the object and the mismatch, so startup

@@ -13,7 +13,7 @@ use crate::secret::Secret;
 /// The demo JWT secret `serve --demo` falls back to, loudly, when none is configured.
 pub const DEMO_JWT_SECRET: &str = "tucano-auth-demo-secret-do-not-use-in-production";
 
-/// Where the JWT signing keys come from (contract section 9): one of the three.
+/// Where the JWT signing keys come from (docs/protocol.md §9): one of the three.
 #[derive(Args)]
 pub struct JwtKeys {
     /// HS256 key shared with Tucano, at least 32 bytes.

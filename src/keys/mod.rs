@@ -1,4 +1,4 @@
-//! The keys the worker signs Tucano JWTs with (contract section 9), where they come
+//! The keys the worker signs Tucano JWTs with (docs/protocol.md §9), where they come
 //! from, and their reload on SIGHUP.
 //!
 //! A [`KeySet`] comes from one [`KeySource`]: `TUCANO_JWT_SECRET` or

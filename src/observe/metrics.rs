@@ -41,7 +41,7 @@ pub const STATEMENT_DURATION: &str = "tucano_auth_db_statement_duration_seconds"
 pub const STATEMENT_REQUESTS: &str = "tucano_auth_db_statement_requests";
 /// Pass-code verifications, by `result` (`match`, `mismatch`).
 pub const PASS_CODES: &str = "tucano_auth_pass_code_verifications_total";
-/// Pass-code lockouts begun (contract section 14).
+/// Pass-code lockouts begun (docs/protocol.md §14).
 pub const PASS_CODE_LOCKOUTS: &str = "tucano_auth_pass_code_lockouts_total";
 /// Counter: pass-code requests answered `TEMPORARILY_UNAVAILABLE` because
 /// `TUCANO_PASS_CODE_BACKLOG` of them were already waiting.

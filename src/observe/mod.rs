@@ -1,4 +1,4 @@
-//! What an operator sees of a running worker (contract section 8): Prometheus metrics
+//! What an operator sees of a running worker (docs/protocol.md §8): Prometheus metrics
 //! ([`metrics`]), liveness and readiness ([`Readiness`], with the database's health in
 //! [`health`]), the small HTTP server that serves them on `METRICS_ADDR` ([`server`]),
 //! the logs ([`logs`]) and traces ([`traces`]), the worker's counters and their

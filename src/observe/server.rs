@@ -1,5 +1,5 @@
 //! The HTTP server on `METRICS_ADDR`: `/metrics`, `/healthz`, `/readyz` and
-//! `/.well-known/jwks.json` (contract section 8), with axum's router on hyper's
+//! `/.well-known/jwks.json` (docs/protocol.md §8), with axum's router on hyper's
 //! HTTP/1 connections.
 //!
 //! The server is bounded against whoever reaches its port (the image binds

@@ -6,7 +6,7 @@
 //! per-request child spans asks [`on`] first, so a request costs what it cost before.
 //! With one, spans go to an OTLP/HTTP (protobuf) exporter through [`Queue`], a bounded
 //! batch processor of our own: the SDK's batch processor drops spans on a full queue
-//! without saying how many, and the contract counts them
+//! without saying how many, and docs/protocol.md §15 counts them
 //! (`tucano_auth_spans_dropped_total`). An unreachable collector costs a request
 //! nothing: a span is handed over with a `try_send` and the export runs on a thread of
 //! its own.

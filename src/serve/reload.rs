@@ -1,6 +1,6 @@
 //! SIGHUP: re-reads `TUCANO_JWT_KEYS_FILE` or `TUCANO_JWT_SECRET_FILE`, and
 //! `CRM_TOKEN_SECRET_FILE`, and swaps what they hold in under the requests in flight
-//! (contract section 9).
+//! (docs/protocol.md §9).
 //!
 //! A file that cannot be read or does not parse changes nothing: the keys in use stay,
 //! and the error names the file and the problem, never key material. The signal is a

@@ -1,4 +1,4 @@
-//! The brute-force lockout of pass codes (contract section 14, "Guessing").
+//! The brute-force lockout of pass codes (docs/protocol.md §14, "Guessing").
 //!
 //! Pass codes are often 4-digit PINs: at the machine's Argon2 rate every PIN would
 //! fall in about a minute and a half. So tries are counted per identifier in the

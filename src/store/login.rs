@@ -1,5 +1,5 @@
-//! Step 5 of the contract's order of checks: is the login token valid?
-//! (contract section 4).
+//! Step 5 of the order of checks (docs/protocol.md §3): is the login token valid?
+//! (docs/protocol.md §4).
 //!
 //! A token of 32 hex digits is found by the SHA-256 of its upper-cased ASCII form; a
 //! JWT is verified with `CRM_TOKEN_SECRET` and found by its `jti`. Either way the
@@ -57,7 +57,7 @@ pub(super) fn session_key(
 }
 
 /// The session checks on what the lookup found at time `now`, in the documented
-/// order (contract section 4); the token's own checks are [`session_key`]'s.
+/// order (docs/protocol.md §4); the token's own checks are [`session_key`]'s.
 ///
 /// A token of 32 hex digits (any case) names the `sessions` row whose
 /// `token_sha256` is the SHA-256 of the upper-cased token; a JWT (three base64url

@@ -2,10 +2,10 @@
 //!
 //! [`prepare`] (`prepare.rs`) turns a database URL into a migrated pool at startup.
 //! [`Store`] answers a request's two checks in one read, [`Store::authenticate`]: the
-//! login token (step 5 of the contract's order of checks, `login.rs`) and which
+//! login token (step 5 of the order of checks of docs/protocol.md §3, `login.rs`) and which
 //! subscription the identifier leads to (step 6, `resolve.rs`), both from one row of
 //! the batched lookup statement (`lookup/`); a pass code is verified on the
-//! [`pass_code`] threads, within the [`lockout`]. The demo data of contract section 6
+//! [`pass_code`] threads, within the [`lockout`]. The demo data of docs/protocol.md §6
 //! lives in [`seed`]. All SQL is checked at run time, since no database exists at
 //! build time. The lookup statement runs on tokio-postgres connections of its own,
 //! everything else (migrations, the lockout, the operator's data commands) on the sqlx
@@ -119,7 +119,7 @@ impl Store {
         self
     }
 
-    /// Steps 5 and 6 of the contract's order of checks in one read: checks the login
+    /// Steps 5 and 6 of the order of checks (docs/protocol.md §3) in one read: checks the login
     /// `token` at time `now` (`login.rs`), then resolves `identifier` (`resolve.rs`).
     /// The login token's verdict comes first; a token refused without the database
     /// (malformed, badly signed, expired JWT) reads nothing.

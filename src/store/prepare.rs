@@ -213,8 +213,8 @@ fn tls_failure(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// Runs `attempt` (a [`prepare`] or [`prepare_read`] of `url`, named by `variable`)
 /// until it succeeds or fails for a reason waiting will not mend, so that a worker
-/// started before its database waits for it as it waits for the broker (contract
-/// section 8), `/readyz` answering `503` with `"database": false` meanwhile. Waits
+/// started before its database waits for it as it waits for the broker (docs/protocol.md
+/// §8), `/readyz` answering `503` with `"database": false` meanwhile. Waits
 /// with the broker's backoff (100 ms doubling to 2 s) and logs each failed attempt
 /// with what it waits for. A refused login, a URL or `sslmode` that does not parse, a
 /// certificate refused, a missing schema are returned at once: see [`unreachable()`].

@@ -1,10 +1,10 @@
-//! Step 6 of the contract's order of checks: which subscription does the identifier
-//! lead to? (contract section 5, "Resolution").
+//! Step 6 of the order of checks (docs/protocol.md §3): which subscription does the identifier
+//! lead to? (docs/protocol.md §5, "Resolution").
 //!
 //! [`entity_key`] says which branch of the lookup statement (`lookup.rs`) reads the
 //! named entity together with everything the later checks need (its subscription, or
 //! the account's active Tucano subscriptions and whether the type filter names a
-//! type). [`check_entity`] then runs the checks in Rust in the contract's order: the
+//! type). [`check_entity`] then runs the checks in Rust in the documented order (docs/protocol.md §3): the
 //! entity named first, then its state, then the subscription it leads to. A pass code
 //! is verified before the state of its access token or medium is revealed.
 
@@ -76,8 +76,8 @@ fn storable(text: &str) -> Option<String> {
     (!text.contains('\0')).then(|| text.to_owned())
 }
 
-/// The step-6 checks on what the lookup found for `identifier`, in the contract's
-/// order: the entity named first, then its state, then the subscription it leads to.
+/// The step-6 checks on what the lookup found for `identifier`, in the documented
+/// order (docs/protocol.md §3): the entity named first, then its state, then the subscription it leads to.
 /// A pass code is verified (even against a missing row) before anything else is
 /// revealed, unless `lockout` says its identifier is locked.
 pub(super) async fn check_entity(

@@ -1,4 +1,4 @@
-//! The demo data of contract section 6: the seed page's example plus enough rows to
+//! The demo data of docs/protocol.md §6: the seed page's example plus enough rows to
 //! try every identifier path and most status codes by hand.
 //!
 //! Loading is idempotent: every row has a fixed id and is upserted, so re-running

@@ -1,6 +1,6 @@
 //! `DATABASE_URL`'s TLS parameters for the lookup connections (tokio-postgres), read as
 //! sqlx reads them for the pool, so that both kinds of connection are encrypted and
-//! checked alike (contract section 10).
+//! checked alike (docs/protocol.md §10).
 //!
 //! tokio-postgres knows `sslmode` `disable`, `prefer` and `require` only, and no
 //! `sslrootcert`: [`SslParams::split`] takes them out of the URL and

@@ -1,4 +1,4 @@
-//! The pass-code backlog (contract section 14, "Pass codes"): at most
+//! The pass-code backlog (docs/protocol.md §14, "Pass codes"): at most
 //! `TUCANO_PASS_CODE_BACKLOG` pass-code requests wait in a worker; the excess of a flood
 //! is answered `TEMPORARILY_UNAVAILABLE` at once, and requests without a pass code keep
 //! being answered meanwhile.

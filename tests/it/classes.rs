@@ -1,4 +1,4 @@
-//! Batch gets the interactive window on an idle worker (contract section 14): the
+//! Batch gets the interactive window on an idle worker (docs/protocol.md §14): the
 //! batch channel's prefetch, as the broker itself reports it, is the interactive
 //! channel's, `TUCANO_PREFETCH` + `TUCANO_PASS_CODE_BACKLOG`, not `TUCANO_PREFETCH`
 //! alone (which drained a batch job at 0.67 of the interactive rate at window 256).

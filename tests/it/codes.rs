@@ -1,4 +1,4 @@
-//! Every status code of the contract, reached through the broker.
+//! Every status code of docs/protocol.md §3, reached through the broker.
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! A database that cannot be reached when `serve` starts is waited for, as the broker
-//! is (contract section 8): the HTTP server is up, `/readyz` answers 503 naming the
+//! is (docs/protocol.md §8): the HTTP server is up, `/readyz` answers 503 naming the
 //! database, and once it answers the worker migrates, consumes and answers. What
 //! waiting cannot mend (a login refused, a URL or an `sslmode` that does not parse)
 //! stays a startup error, exit 2, naming the variable.

@@ -1,4 +1,4 @@
-//! Guessing a pass code as an attacker would (contract section 14, "Guessing"): a burst
+//! Guessing a pass code as an attacker would (docs/protocol.md §14, "Guessing"): a burst
 //! of wrong pass codes for one identifier, published at once to three real workers
 //! that share the database and the queues, verifies at most
 //! `TUCANO_PASS_CODE_MAX_FAILURES` of them, whatever the order the workers take them

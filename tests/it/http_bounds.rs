@@ -1,5 +1,5 @@
-//! The metrics server is bounded against whoever reaches its port (contract section
-//! 8): idle and half-sent connections are closed within the header read timeout, a
+//! The metrics server is bounded against whoever reaches its port (docs/protocol.md
+//! §8): idle and half-sent connections are closed within the header read timeout, a
 //! connection over the limit is closed at once, and the probes keep answering while a
 //! flood of such connections tries to hold the server.
 

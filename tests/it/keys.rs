@@ -1,4 +1,4 @@
-//! Signing keys from `TUCANO_JWT_KEYS_FILE` (contract section 9): keys made by
+//! Signing keys from `TUCANO_JWT_KEYS_FILE` (docs/protocol.md §9): keys made by
 //! `keygen`, replies signed by a real worker, and the signatures checked by an
 //! independent verifier (Node's crypto, `verifier/verify-jwts.js`) fed only what a
 //! verifier gets: the `jwks` command's output, or the shared secret for HS256.

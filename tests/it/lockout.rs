@@ -1,4 +1,4 @@
-//! The pass-code lockout (contract section 14, "Guessing"), through two workers that
+//! The pass-code lockout (docs/protocol.md §14, "Guessing"), through two workers that
 //! share one database, each on a queue prefix of its own so the test knows which worker
 //! answered which request.
 

@@ -1,4 +1,4 @@
-//! `AMQP_URL` as a list of cluster nodes (contract section 11): the worker starts at a
+//! `AMQP_URL` as a list of cluster nodes (docs/protocol.md §11): the worker starts at a
 //! random node and moves on to the next one that answers, at start and when the node
 //! it is on goes away. The nodes here are one RabbitMQ behind several addresses:
 //! a port nothing listens on, and proxies that can be cut.

@@ -1,4 +1,4 @@
-//! What an operator sees (contract section 8): `/metrics` counts exactly what was
+//! What an operator sees (docs/protocol.md §8): `/metrics` counts exactly what was
 //! answered, `/readyz` follows the database and the broker, `LOG_FORMAT=json` lines
 //! parse and carry the request's correlation id.
 
@@ -448,7 +448,7 @@ async fn every_counter_of_a_finite_label_set_is_exported_at_zero_from_the_start(
         expected.len()
     );
     assert!(missing.is_empty(), "not exported at 0: {missing:?}\n{text}");
-    // The contract's literal example, by name.
+    // The documentation's literal example, by name.
     assert!(
         text.contains(r#"tucano_auth_pass_code_verifications_total{result="match"} 0"#),
         "{text}"

@@ -1,4 +1,4 @@
-//! Every identifier path of contract section 5, and the subscription type filter.
+//! Every identifier path of docs/protocol.md §5, and the subscription type filter.
 
 use serde_json::json;
 use tucano_auth::store::seed;

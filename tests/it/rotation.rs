@@ -1,4 +1,4 @@
-//! Key rotation on the real binary (contract section 9): SIGHUP re-reads the keys file
+//! Key rotation on the real binary (docs/protocol.md §9): SIGHUP re-reads the keys file
 //! and `CRM_TOKEN_SECRET_FILE` under load without losing a request; a file that does
 //! not parse keeps the keys in use, and the log says which file and why.
 

@@ -1,4 +1,4 @@
-//! `DATABASE_READ_URL` (contract section 11): the lookups, the hot path, read the
+//! `DATABASE_READ_URL` (docs/protocol.md §11): the lookups, the hot path, read the
 //! standby it names; the pool (migrations, demo data, the pass-code lockout) stays on
 //! `DATABASE_URL`. The "standby" here is the test's database behind a proxy that can be
 //! cut, so what goes through it is what the worker reads there.

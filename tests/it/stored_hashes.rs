@@ -1,4 +1,4 @@
-//! Stored pass-code hashes are data, never a crash (contract section 13): `import`
+//! Stored pass-code hashes are data, never a crash (docs/protocol.md §13): `import`
 //! refuses a PHC string outside the documented bounds, naming the column and the line
 //! but never the value; the same strings written straight into the table cost the real
 //! worker (and its helper processes) nothing beyond an `AUTHENTICATION_FAILED`, with

@@ -1,4 +1,4 @@
-//! TLS to RabbitMQ and PostgreSQL (contract section 10). The test makes a CA and
+//! TLS to RabbitMQ and PostgreSQL (docs/protocol.md §10). The test makes a CA and
 //! certificates with rcgen and puts TLS-terminating proxies in front of the real
 //! servers: an `amqps://` one before RabbitMQ, and one before PostgreSQL that speaks
 //! its `SSLRequest` negotiation and refuses clients that skip it.

@@ -10,7 +10,7 @@
 //! before; under load a statement carries many requests (about ten in the benchmark's
 //! closed loop), and the per-statement cost (a round trip, a wake-up of the backend,
 //! executor start-up) is paid once for them all. The checks on what was found stay per
-//! request, in the contract's order, in `login.rs` and `resolve.rs`.
+//! request, in the documented order (docs/protocol.md §3), in `login.rs` and `resolve.rs`.
 //!
 //! Here: the task that gathers lookups into statements; the requests' and answers'
 //! types are in `types.rs`, the statement, its parameters and the decoding of its rows

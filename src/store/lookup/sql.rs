@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::types::{EntityRow, Found, Lookup, Path, SessionKey, SessionRow, TypeColumn};
 
-/// The subscription states that never authenticate (contract section 3).
+/// The subscription states that never authenticate (docs/protocol.md §3).
 pub const INACTIVE_STATES: [&str; 5] = [
     "DRAFT",
     "CANCELLED",

@@ -6,7 +6,7 @@ use crate::observe::metrics::PASS_CODES_SHED;
 /// `TUCANO_PASS_CODE_BACKLOG`'s default.
 pub const DEFAULT_BACKLOG: usize = 256;
 
-/// How many pass-code requests may wait in a worker (contract section 14): one more is
+/// How many pass-code requests may wait in a worker (docs/protocol.md §14): one more is
 /// refused at once, so that a flood of them sheds its excess instead of queueing
 /// without end, and the worker's other requests keep their slots and their latency.
 #[derive(Debug)]

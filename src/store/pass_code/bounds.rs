@@ -1,4 +1,4 @@
-//! Which stored Argon2 hashes are data the worker will compute (contract section 13):
+//! Which stored Argon2 hashes are data the worker will compute (docs/protocol.md §13):
 //! the one place that decides it, for `import` on the way in and for the worker (and
 //! its helper processes) on the way out.
 //!

@@ -71,7 +71,7 @@ pub struct Sample {
     /// Whether the reply was `OK`.
     pub ok: bool,
     /// Whether it was a pass-code request shed by a full backlog
-    /// (`TEMPORARILY_UNAVAILABLE`, contract section 14).
+    /// (`TEMPORARILY_UNAVAILABLE`, docs/protocol.md §14).
     pub shed: bool,
 }
 

@@ -1,4 +1,4 @@
-//! The `node-loss` scenario (contract section 11): the three nodes of
+//! The `node-loss` scenario (docs/protocol.md §11): the three nodes of
 //! `deploy/local/rabbitmq-cluster`, two workers given the node list, a steady load with
 //! confirms; the node holding the interactive queue's leader, and one worker's
 //! connection, has its Erlang VM SIGKILLed, then is started again. The publisher and

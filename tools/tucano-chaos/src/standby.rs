@@ -1,4 +1,4 @@
-//! The `standby` scenario (contract section 11, `DATABASE_READ_URL`): the primary and
+//! The `standby` scenario (docs/protocol.md §11, `DATABASE_READ_URL`): the primary and
 //! streaming standby of `deploy/local/pg-standby`, the demo data loaded into the
 //! primary, one worker whose lookups read the standby, a steady load; mid-run the
 //! standby is stopped for 5 s and started again. The lookups wait (the worker holds

@@ -47,7 +47,7 @@ impl Traffic {
     /// One request in 10 on `batch` (a body of `plain`), one in 200 on `interactive`
     /// with a body of `pass_code`, the rest on `interactive` with a body of `plain`.
     /// At 1,000 requests/s that is 5 pass-code checks a second, far under the ~100 a
-    /// second two cores verify, so none is shed (contract section 14) even when a
+    /// second two cores verify, so none is shed (docs/protocol.md §14) even when a
     /// restarted worker takes a backlog of them at once or the machine is busy (1 in
     /// 50 saw 83 shed while a build ran beside the scenario).
     pub fn mixed(

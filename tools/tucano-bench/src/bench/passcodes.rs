@@ -1,4 +1,4 @@
-//! The pass-code phase (`--pass-codes`, contract section 14, "Pass codes"): the
+//! The pass-code phase (`--pass-codes`, docs/protocol.md §14, "Pass codes"): the
 //! machine's Argon2 limit (cores ÷ one verification's time, timed here), a fresh
 //! worker's closed-loop rate on requests that all need a pass code against that limit,
 //! and the p99 of requests that need none, alone and while pass-code requests arrive
@@ -229,7 +229,7 @@ fn load_rate(run: &Run, from: Instant, to: Instant) -> f64 {
 }
 
 /// The faults of the pass-code flood: those of any loop, except that shed requests
-/// are the answer the contract asks for.
+/// are the answer docs/protocol.md §14 asks for.
 fn flood_faults(run: &Run) -> Vec<String> {
     let mut faults = Vec::new();
     let wrong = run.not_ok() - run.shed();
@@ -281,7 +281,7 @@ fn one_verification() -> anyhow::Result<Duration> {
 }
 
 impl PassCodes {
-    /// The closed-loop rate over the limit (the contract's "close to").
+    /// The closed-loop rate over the limit (docs/protocol.md §14's "close to").
     pub fn rate_ratio(&self) -> f64 {
         self.closed / self.limit.max(1e-9)
     }
