@@ -324,17 +324,22 @@ fn the_markdown() -> Vec<PathBuf> {
     files
 }
 
-#[test]
-fn every_variable_a_table_names_is_in_the_code() {
+/// The text of every code file under `dirs` of the repository, joined.
+fn code_text(dirs: &[&str]) -> String {
     let mut files = Vec::new();
-    for dir in ["src", "tools", "deploy", ".ci"] {
+    for dir in dirs {
         code_files(&Path::new(ROOT).join(dir), &mut files);
     }
-    let code: String = files
+    files
         .iter()
         .filter_map(|f| std::fs::read_to_string(f).ok())
         .collect::<Vec<_>>()
-        .join("\n");
+        .join("\n")
+}
+
+#[test]
+fn every_variable_a_table_names_is_in_the_code() {
+    let code = code_text(&["src", "tools", "deploy", ".ci"]);
     let mut checked = 0;
     let mut unknown = Vec::new();
     for doc in the_markdown() {
@@ -380,15 +385,7 @@ const PREFIXES: &[&str] = &[
 
 #[test]
 fn every_variable_the_documents_name_is_in_the_code() {
-    let mut files = Vec::new();
-    for dir in ["src", "tools", "deploy", ".ci", "clients", "examples"] {
-        code_files(&Path::new(ROOT).join(dir), &mut files);
-    }
-    let code: String = files
-        .iter()
-        .filter_map(|f| std::fs::read_to_string(f).ok())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let code = code_text(&["src", "tools", "deploy", ".ci", "clients", "examples"]);
     let mut unknown = BTreeSet::new();
     for doc in the_markdown() {
         // performance.md is a record of what was measured, with the settings of the
