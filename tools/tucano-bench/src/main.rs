@@ -51,7 +51,12 @@ struct Cli {
 enum Sub {
     /// Serves the echo ceiling, configured like `tucano-auth serve` (used by the bench).
     #[command(hide = true)]
-    EchoWorker,
+    EchoWorker {
+        /// How the echo acknowledges: one `basic.ack` per delivery (the naive
+        /// conversation), or in batches as the worker does.
+        #[arg(long, value_enum, default_value_t = EchoAcks::PerDelivery)]
+        acks: EchoAcks,
+    },
     /// Runs Argon2 verifications at `--rate` per second at nice 19 until killed (used by
     /// the bench's `--background-argon2`).
     #[command(hide = true)]
@@ -211,6 +216,15 @@ pub struct Options {
     pub seed: u64,
 }
 
+/// How the echo acknowledges its deliveries (`echo-worker --acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EchoAcks {
+    /// One `basic.ack` per delivery once its reply is confirmed.
+    PerDelivery,
+    /// `multiple` acks over the settled deliveries, as the worker does.
+    Batched,
+}
+
 /// How the batch flood reaches the batch queue in the mixed run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FloodMode {
@@ -225,7 +239,7 @@ pub enum FloodMode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let helper = match cli.command {
-        Some(Sub::EchoWorker) => Some(echo::run()),
+        Some(Sub::EchoWorker { acks }) => Some(echo::run(acks)),
         Some(Sub::Argon2Load { rate }) => Some(argon2_load(rate)),
         None => None,
     };
