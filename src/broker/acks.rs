@@ -118,7 +118,11 @@ impl Window {
     /// Whether the finished deliveries behind the frontier should be acked one by one
     /// now: held since `HOLD` before `now`, or as many as `limit`.
     pub fn overdue(&self, now: Instant, limit: usize) -> bool {
-        self.held > 0 && (self.held >= limit || self.held_since.is_some_and(|t| now - t >= HOLD))
+        self.held > 0
+            && (self.held >= limit
+                || self
+                    .held_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= HOLD))
     }
 
     /// When the held deliveries become overdue, if any are held.
