@@ -1,10 +1,12 @@
 //! The phases of a bench run, in order: load the data set(s); start the processes
-//! under test (the echo ceiling, the worker and, with `--compare-sizes`, a worker on
-//! the large data set); closed-loop rounds (with `--mixed`, each window of the worker's
-//! also on its batch queue: the batch drain alone); an open loop at half of each one's
-//! maximum; the mixed run (batch flood under an interactive stream) if asked; then
-//! the report and the cleanup (processes stopped with SIGTERM, queues and exchanges
-//! of the run's prefixes deleted, databases dropped unless `--keep-db`).
+//! under test (the echo ceiling in both conversations, one ack per delivery and acks in
+//! batches, the worker and, with `--compare-sizes`, a worker on the large data set);
+//! closed-loop rounds (with `--mixed`, each window of the worker's also on its batch
+//! queue: the batch drain alone); open-loop rounds, all processes at one rate (half the
+//! per-delivery-ack echo's maximum); the mixed run (batch flood under an interactive
+//! stream) if asked; then the report and the cleanup (processes stopped with SIGTERM,
+//! queues and exchanges of the run's prefixes deleted, databases dropped unless
+//! `--keep-db`).
 //!
 //! The processes run side by side but are driven one at a time (an idle one costs
 //! nothing), round after round, so a drift in the machine's other load hits them

@@ -3,8 +3,9 @@
 //! It loads a realistic data set into a database of its own, starts the real worker
 //! (`target/release/tucano-auth serve`, found next to this executable) and an echo
 //! ceiling (this executable's hidden `echo-worker`: the same consume loop answering
-//! with no work) as separate processes, drives each with a closed loop (a window of
-//! requests in flight) and an open loop (half the measured maximum rate), optionally
+//! with no work, twice: acking each delivery alone, and in batches) as separate
+//! processes, drives each with a closed loop (a window of requests in flight) and an
+//! open loop (all at half the per-delivery-ack echo's maximum rate), optionally
 //! runs a batch flood under an interactive stream and a second data-set size, and
 //! prints markdown tables: throughput, latency percentiles, CPU per request and peak
 //! RSS of both processes, the worker/ceiling ratio and the targets.
@@ -121,8 +122,9 @@ pub struct Options {
     /// Seconds of each open-loop measurement window.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub open_duration: u64,
-    /// Open-loop rate in requests per second [default: half the closed-loop maximum
-    /// of the process measured].
+    /// Open-loop rate in requests per second, the same for every process [default:
+    /// half the per-delivery-ack echo's closed-loop maximum; with --skip-echo, half each
+    /// process's own]. The open loop runs in --rounds alternating rounds.
     #[arg(long)]
     pub open_rate: Option<f64>,
     /// Run the mixed run: a batch flood while an interactive open loop runs; and the
