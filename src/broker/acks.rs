@@ -303,25 +303,40 @@ impl Acks {
     }
 }
 
-/// Sends `due`'s acks; false once the channel can take no more.
+/// Sends `due`'s acks; false once the channel can take no more. The frames are queued
+/// together, not one written before the next is queued: tens of single acks released
+/// at once would otherwise take as many round trips to the connection's writer, and a
+/// worker killed meanwhile would have them all answered again.
 async fn send(channel: &Channel, due: &Due, stats: &Stats) -> bool {
     let mut acks: Vec<(u64, bool, usize)> = Vec::with_capacity(due.single.len() + 1);
     if let Some((tag, count)) = due.multiple {
         acks.push((tag, count > 1, count));
     }
     acks.extend(due.single.iter().map(|&tag| (tag, false, 1)));
-    for (tag, multiple, count) in acks {
-        match channel.basic_ack(tag, BasicAckOptions { multiple }).await {
+    // The multiple ack covers tags below every single one: their order does not matter.
+    let sent =
+        futures_util::future::join_all(acks.iter().map(|&(tag, multiple, count)| async move {
+            (
+                channel.basic_ack(tag, BasicAckOptions { multiple }).await,
+                count,
+            )
+        }))
+        .await;
+    let mut alive = true;
+    for (result, count) in sent {
+        match result {
             Ok(()) => {
                 stats.answered.fetch_add(count as u64, Ordering::Relaxed);
             }
             Err(err) => {
-                tracing::warn!(error = %err, unacked = count, "cannot ack answered requests; the broker will redeliver them");
-                return false;
+                if alive {
+                    tracing::warn!(error = %err, "cannot ack answered requests; the broker will redeliver them");
+                }
+                alive = false;
             }
         }
     }
-    true
+    alive
 }
 
 #[cfg(test)]
