@@ -2,7 +2,7 @@
 //! consumes both request queues with manual acks, and hands each delivery to a task
 //! that answers it ([`super::delivery`]). Replies go out on a connection of their own
 //! ([`super::replies`]); a request is acked only once the broker confirmed its reply
-//! (contract section 7).
+//! (docs/protocol.md §7), in batches over each channel ([`super::acks`]).
 //!
 //! Interactive requests come first: the loop polls the interactive consumer before the
 //! batch one, and the batch gate ([`super::classes`]) lets only
@@ -25,6 +25,7 @@ use lapin::{Channel, Connection, Consumer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::acks::{AckMode, Acks};
 use super::classes::BatchGate;
 use super::delivery::Context;
 use super::replies::Replies;
@@ -60,6 +61,17 @@ pub async fn serve<S: Service>(
     handler: Arc<S>,
     stats: Arc<Stats>,
     shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    serve_acking(settings, handler, stats, shutdown, AckMode::Batched).await
+}
+
+/// [`serve`], acknowledging as `acks` says: the bench's echo measures both ways.
+pub async fn serve_acking<S: Service>(
+    settings: &Settings,
+    handler: Arc<S>,
+    stats: Arc<Stats>,
+    shutdown: impl Future<Output = ()>,
+    acks: AckMode,
 ) -> anyhow::Result<()> {
     let names = Names::new(&settings.queue_prefix);
     // Once: a URL that does not parse, a CA or client certificate file that cannot be
@@ -131,6 +143,7 @@ pub async fn serve<S: Service>(
                         &replies,
                         &stats,
                         &stop,
+                        acks,
                     )
                     .await
                 }
@@ -188,6 +201,7 @@ pub async fn serve<S: Service>(
 }
 
 /// One connection's worth of consuming.
+#[allow(clippy::too_many_arguments)]
 async fn session<S: Service>(
     connection: &Connection,
     settings: &Settings,
@@ -196,12 +210,13 @@ async fn session<S: Service>(
     replies: &Arc<Replies>,
     stats: &Arc<Stats>,
     stop: &CancellationToken,
+    mode: AckMode,
 ) -> Ended {
     let opened = async {
         replies.open().await?;
         // Room for the pass-code backlog beside the window: pass-code requests waiting
-        // for their check never take the slots of the requests that need none (contract
-        // section 14).
+        // for their check never take the slots of the requests that need none (docs/protocol.md
+        // §14).
         let window = settings.prefetch.saturating_add(settings.pass_code_backlog);
         let interactive = consume(connection, &names.interactive, window).await?;
         // The batch channel holds the same window; the gate lets TUCANO_BATCH_PREFETCH
@@ -227,7 +242,16 @@ async fn session<S: Service>(
     );
     stats.readiness.set_broker(true);
     let tracker = TaskTracker::new();
-    let context = |queue| {
+    // One ack task per channel: delivery tags are the channel's own.
+    let acks = |channel: &Channel, prefetch| {
+        (mode == AckMode::Batched).then(|| Acks::start(channel.clone(), prefetch, stats.clone()))
+    };
+    let interactive_acks = acks(
+        &interactive_channel,
+        settings.prefetch.saturating_add(settings.pass_code_backlog),
+    );
+    let batch_acks = acks(&batch_channel, batch_window(settings));
+    let context = |queue, acks: &Option<Arc<Acks>>| {
         Arc::new(Context {
             handler: handler.clone(),
             replies: replies.clone(),
@@ -235,9 +259,13 @@ async fn session<S: Service>(
             stats: stats.clone(),
             classic: settings.queue_type == QueueType::Classic,
             metrics: QueueMetrics::new(queue),
+            acks: acks.clone(),
         })
     };
-    let (interactive_context, batch_context) = (context("interactive"), context("batch"));
+    let (interactive_context, batch_context) = (
+        context("interactive", &interactive_acks),
+        context("batch", &batch_acks),
+    );
     let gate = Arc::new(BatchGate::new(
         settings.batch_prefetch,
         batch_window(settings),
@@ -257,6 +285,7 @@ async fn session<S: Service>(
         };
         match next {
             Some(Ok(delivery)) if is_batch => {
+                batch_context.arrived(&delivery);
                 let (context, gate) = (batch_context.clone(), gate.clone());
                 tracker.spawn(async move {
                     let _share = gate.admit().await;
@@ -264,6 +293,7 @@ async fn session<S: Service>(
                 });
             }
             Some(Ok(delivery)) => {
+                interactive_context.arrived(&delivery);
                 let (context, gate) = (interactive_context.clone(), gate.clone());
                 tracker.spawn(async move {
                     let _in_flight = gate.interactive();
@@ -303,6 +333,11 @@ async fn session<S: Service>(
                 "grace period over; unfinished requests go back to the queue"
             );
         }
+        // The acks of what finished go out now; a request still running past the grace
+        // period is not acked, and its delivery goes back to the queue with the channel.
+        for acks in [&interactive_acks, &batch_acks].into_iter().flatten() {
+            acks.flush(CLOSE_TIMEOUT).await;
+        }
         // A quorum queue may ignore acks that reach it just before their channel closes
         // and hand those requests out again (rabbitmq/rabbitmq-server#10327, open): the
         // SIGTERM test saw 11 answered requests answered a second time by the next
@@ -325,6 +360,9 @@ async fn session<S: Service>(
         tracker.close();
         // Their acks can no longer succeed; the broker redelivers what they held.
         let _ = tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await;
+    }
+    for acks in [&interactive_acks, &batch_acks].into_iter().flatten() {
+        acks.stop();
     }
     tracing::info!(
         answered = stats.answered.load(Ordering::Relaxed),

@@ -1,6 +1,7 @@
 //! One delivery, from the consume loop to its ack: hand it to the [`Service`], publish
-//! the reply, and ack the request once the broker confirmed the reply; hand it back to
-//! the queue when the reply cannot be published.
+//! the reply, and ack the request once the broker confirmed the reply (through its
+//! channel's [`Acks`], in batches, or alone); hand it back to the queue when the reply
+//! cannot be published.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -15,6 +16,7 @@ use lapin::BasicProperties;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use super::acks::Acks;
 use super::replies::{Message, Published, Replies};
 use super::sanitize::REPAIRED_HEADER;
 use super::trace_context;
@@ -33,9 +35,19 @@ pub(super) struct Context<S> {
     pub stats: Arc<Stats>,
     pub classic: bool,
     pub metrics: QueueMetrics,
+    /// The channel's batched acks; `None`: each delivery acks itself.
+    pub acks: Option<Arc<Acks>>,
 }
 
 impl<S: Service> Context<S> {
+    /// Registers a delivery with the channel's acks, in the consume loop (before its
+    /// task can finish it), so no `multiple` ack covers it while it is worked on.
+    pub fn arrived(&self, delivery: &Delivery) {
+        if let Some(acks) = &self.acks {
+            acks.arrived(delivery.delivery_tag);
+        }
+    }
+
     /// Answers one delivery, then acks it once the reply is confirmed; everything it
     /// logs carries the request's `correlation_id` and `queue`.
     pub async fn process(&self, delivery: Delivery) {
@@ -129,13 +141,17 @@ impl<S: Service> Context<S> {
                         "reply returned unroutable; not retried"
                     );
                 }
-                match delivery.acker.ack(BasicAckOptions::default()).await {
-                    Ok(_) => {
-                        self.stats.answered.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "cannot ack an answered request; the broker will redeliver it");
-                    }
+                // Counted answered once its ack is written (by the ack task, batched).
+                match &self.acks {
+                    Some(acks) => acks.finished(delivery.delivery_tag),
+                    None => match delivery.acker.ack(BasicAckOptions::default()).await {
+                        Ok(_) => {
+                            self.stats.answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "cannot ack an answered request; the broker will redeliver it");
+                        }
+                    },
                 }
             }
             Published::Nacked => {
@@ -212,6 +228,10 @@ impl<S: Service> Context<S> {
             .await
         {
             tracing::warn!(error = %err, "cannot nack; the broker will redeliver the request");
+        }
+        // Only now, the nack written: a `multiple` ack after it no longer covers it.
+        if let Some(acks) = &self.acks {
+            acks.gone(delivery.delivery_tag);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the consume loop and publishing replies. Knows nothing of subscriptions: it hands
 //! each delivery to [`crate::handle::Handler`] and publishes what comes back.
 
+mod acks;
 mod classes;
 mod consumer;
 mod delivery;
@@ -24,7 +25,8 @@ use lapin::types::FieldTable;
 use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Channel, Connect, Connection, ConnectionProperties, Consumer};
 
-pub use consumer::{serve, SHUTDOWN_SLACK};
+pub use acks::AckMode;
+pub use consumer::{serve, serve_acking, SHUTDOWN_SLACK};
 pub use endpoint::Endpoint;
 pub use nodes::Nodes;
 pub use settings::Settings;

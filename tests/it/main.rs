@@ -1,6 +1,7 @@
 //! Integration tests against the real RabbitMQ and PostgreSQL. Each test runs its own
 //! worker on its own database and queue prefix, so tests run in parallel.
 
+mod acks;
 mod asyncapi;
 mod backlog;
 mod batch;

@@ -1,10 +1,12 @@
 //! The phases of a bench run, in order: load the data set(s); start the processes
-//! under test (the echo ceiling, the worker and, with `--compare-sizes`, a worker on
-//! the large data set); closed-loop rounds (with `--mixed`, each window of the worker's
-//! also on its batch queue: the batch drain alone); an open loop at half of each one's
-//! maximum; the mixed run (batch flood under an interactive stream) if asked; then
-//! the report and the cleanup (processes stopped with SIGTERM, queues and exchanges
-//! of the run's prefixes deleted, databases dropped unless `--keep-db`).
+//! under test (the echo ceiling in both conversations, one ack per delivery and acks in
+//! batches, the worker and, with `--compare-sizes`, a worker on the large data set);
+//! closed-loop rounds (with `--mixed`, each window of the worker's also on its batch
+//! queue: the batch drain alone); open-loop rounds, all processes at one rate (half the
+//! per-delivery-ack echo's maximum); the mixed run (batch flood under an interactive
+//! stream) if asked; then the report and the cleanup (processes stopped with SIGTERM,
+//! queues and exchanges of the run's prefixes deleted, databases dropped unless
+//! `--keep-db`).
 //!
 //! The processes run side by side but are driven one at a time (an idle one costs
 //! nothing), round after round, so a drift in the machine's other load hits them
@@ -41,6 +43,10 @@ const STOP_GRACE: Duration = Duration::from_secs(40);
 const LARGE: &str = "worker, large data set";
 /// The label of the `--baseline-bin` worker.
 const BASELINE: &str = "worker (baseline)";
+/// The label of the per-delivery-ack echo (the naive conversation, the reference).
+const ECHO: &str = "echo ceiling";
+/// The label of the echo that acks in batches (the best conversation).
+const BATCHED_ECHO: &str = "echo, batched acks";
 /// How long a started process may take to consume.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -172,7 +178,10 @@ struct Bench {
 /// What the targets are judged on.
 #[derive(Debug, Default)]
 struct Results {
+    /// The echo acking each delivery alone.
     echo: Option<Measured>,
+    /// The echo acking in batches.
+    batched_echo: Option<Measured>,
     worker: Option<Measured>,
     /// The `--baseline-bin` worker.
     baseline: Option<Measured>,
@@ -192,7 +201,10 @@ struct Measured {
     closed: Figures,
     /// At each `--window`, in their order.
     by_window: Vec<(u64, Figures)>,
+    /// The open loop over all rounds.
     open: Figures,
+    /// Each round's open loop.
+    open_rounds: Vec<Figures>,
     open_rate: f64,
     /// The open loop's service times, as the process itself measured them.
     open_service: Option<ServiceReport>,
@@ -211,7 +223,7 @@ struct Mixed {
 }
 
 /// One window's batch closed loop against the interactive one, on the same worker in
-/// the same rounds (contract section 14: at least 0.9 at any window up to 256).
+/// the same rounds (docs/protocol.md §14: at least 0.9 at any window up to 256).
 #[derive(Debug, Clone)]
 struct BatchAlone {
     window: u64,
@@ -238,7 +250,10 @@ struct Preloaded {
 /// Which process a phase drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
+    /// The echo acking each delivery alone.
     Echo,
+    /// The echo acking in batches.
+    BatchedEcho,
     Worker,
 }
 
@@ -313,8 +328,15 @@ impl Bench {
         if !options.skip_echo {
             subjects.push(self.subject(
                 Kind::Echo,
-                "echo ceiling",
+                ECHO,
                 "echo",
+                &database,
+                options.subscriptions,
+            )?);
+            subjects.push(self.subject(
+                Kind::BatchedEcho,
+                BATCHED_ECHO,
+                "echo-batched",
                 &database,
                 options.subscriptions,
             )?);
@@ -430,44 +452,79 @@ impl Bench {
                     .collect();
             }
         }
-        // Open loops at half of each one's maximum (the large data set's worker is
-        // compared on throughput only).
-        for subject in subjects.iter_mut().filter(|s| s.label != LARGE) {
-            let max = subject
-                .measured
-                .by_window
-                .iter()
-                .map(|(_, figures)| figures.throughput)
-                .fold(0.0, f64::max);
-            let rate = options.open_rate.unwrap_or(max / 2.0).max(1.0);
-            eprintln!(
-                "{}: open loop at {} req/s...",
-                subject.label,
-                thousands(rate)
-            );
-            let (window, run) = self
-                .measure(
-                    subject,
-                    Pacing::Open { rate },
-                    Duration::from_secs(options.warmup.min(2)),
-                    Duration::from_secs(options.open_duration),
-                    None,
-                )
-                .await?;
-            let phase = format!("{} open loop", subject.label);
-            self.check(&phase, &run, &mut subject.proc);
-            let in_window: Vec<load::Sample> = run
-                .samples
-                .iter()
-                .filter(|s| s.sent >= window.from && s.sent < window.to)
-                .copied()
-                .collect();
-            if let Some(dir) = &options.timeline {
-                write_timeline(dir, subject.label, window.from, &in_window)?;
+        // Open loops at one rate for all (half the per-delivery-ack echo's maximum, or
+        // each one's own half without the echo), in alternating rounds, so latency and
+        // RabbitMQ's CPU a request compare at the same rate and the same moment (the
+        // large data set's worker is compared on throughput only).
+        let echo_max = subjects
+            .iter()
+            .find(|s| s.label == ECHO)
+            .map(|s| max_throughput(&s.measured));
+        let mut open: Vec<(Vec<Window>, Vec<load::Sample>)> =
+            subjects.iter().map(|_| (Vec::new(), Vec::new())).collect();
+        for round in 1..=options.rounds {
+            for (subject, (windows, samples)) in subjects.iter_mut().zip(&mut open) {
+                if subject.label == LARGE {
+                    continue;
+                }
+                let max = echo_max.unwrap_or_else(|| max_throughput(&subject.measured));
+                let rate = options.open_rate.unwrap_or(max / 2.0).max(1.0);
+                eprintln!(
+                    "round {round}: {} open loop at {} req/s...",
+                    subject.label,
+                    thousands(rate)
+                );
+                let (window, run) = self
+                    .measure(
+                        subject,
+                        Pacing::Open { rate },
+                        Duration::from_secs(options.warmup.min(2)),
+                        Duration::from_secs(options.open_duration),
+                        None,
+                    )
+                    .await?;
+                let phase = format!("{} open loop, round {round}", subject.label);
+                self.check(&phase, &run, &mut subject.proc);
+                let in_window: Vec<load::Sample> = run
+                    .samples
+                    .iter()
+                    .filter(|s| s.sent >= window.from && s.sent < window.to)
+                    .copied()
+                    .collect();
+                if let Some(dir) = &options.timeline {
+                    let label = format!("{} round {round}", subject.label);
+                    write_timeline(dir, &label, window.from, &in_window)?;
+                }
+                subject.measured.open_rate = rate;
+                // The service times of the last round (a histogram's difference does
+                // not add up across processes' windows as simply).
+                subject.measured.open_service = window.service;
+                let figures = Figures::of(std::slice::from_ref(&window), &in_window);
+                samples.extend(in_window);
+                windows.push(window);
+                eprintln!(
+                    "round {round}: {}: open loop, RabbitMQ {:.0} µs a request",
+                    subject.label,
+                    figures.around_per_request.broker.as_secs_f64() * 1e6
+                );
             }
-            subject.measured.open = Figures::of(&[window], &in_window);
-            subject.measured.open_rate = rate;
-            subject.measured.open_service = window.service;
+        }
+        for (subject, (windows, samples)) in subjects.iter_mut().zip(&open) {
+            if windows.is_empty() {
+                continue;
+            }
+            subject.measured.open = Figures::of(windows, samples);
+            subject.measured.open_rounds = windows
+                .iter()
+                .map(|w| {
+                    let in_window: Vec<load::Sample> = samples
+                        .iter()
+                        .filter(|s| s.sent >= w.from && s.sent < w.to)
+                        .copied()
+                        .collect();
+                    Figures::of(std::slice::from_ref(w), &in_window)
+                })
+                .collect();
             eprintln!(
                 "{}: open loop p99 {} ms",
                 subject.label,
@@ -493,7 +550,8 @@ impl Bench {
             }
             load::delete_topology(&self.amqp, &subject.prefix).await;
             match subject.label {
-                "echo ceiling" => self.results.echo = Some(subject.measured),
+                ECHO => self.results.echo = Some(subject.measured),
+                BATCHED_ECHO => self.results.batched_echo = Some(subject.measured),
                 "worker" => {
                     per_path = report::per_path(&subject.samples);
                     self.results.worker = Some(subject.measured);
@@ -645,7 +703,7 @@ impl Bench {
     /// Starts the worker or the echo on `prefix` and `database`.
     fn spawn(&mut self, kind: Kind, prefix: &str, database: &str) -> anyhow::Result<Proc> {
         let bin = match kind {
-            Kind::Echo => self.self_exe.clone(),
+            Kind::Echo | Kind::BatchedEcho => self.self_exe.clone(),
             Kind::Worker => self.worker_bin.clone(),
         };
         self.spawn_bin(kind, prefix, database, &bin)
@@ -678,7 +736,7 @@ impl Bench {
             ),
         ];
         let prefetch = match kind {
-            Kind::Echo => options.echo_prefetch.or(options.prefetch),
+            Kind::Echo | Kind::BatchedEcho => options.echo_prefetch.or(options.prefetch),
             Kind::Worker => options.prefetch,
         };
         if let Some(prefetch) = prefetch {
@@ -690,7 +748,7 @@ impl Bench {
         if let Some(size) = options.db_pool_size {
             env.push(("TUCANO_DB_POOL_SIZE", size.to_string()));
         }
-        if kind == Kind::Echo {
+        if kind != Kind::Worker {
             // The echo's best event loop at window 64 (and the runtime of every earlier
             // figure): one thread per core. At window 256 one thread did better;
             // `--echo-env TUCANO_WORKER_THREADS=1` measures that (docs/performance.md).
@@ -699,7 +757,7 @@ impl Bench {
         }
         let (flag, pairs) = match kind {
             Kind::Worker => ("--worker-env", &options.worker_env),
-            Kind::Echo => ("--echo-env", &options.echo_env),
+            Kind::Echo | Kind::BatchedEcho => ("--echo-env", &options.echo_env),
         };
         for pair in pairs {
             let Some((name, value)) = pair.split_once('=') else {
@@ -717,7 +775,12 @@ impl Bench {
             "TUCANO_APIP",
         ];
         let (name, program, args): (&str, &Path, &[&str]) = match kind {
-            Kind::Echo => ("echo", bin, &["echo-worker"]),
+            Kind::Echo => ("echo", bin, &["echo-worker", "--acks", "per-delivery"]),
+            Kind::BatchedEcho => (
+                "batched-ack echo",
+                bin,
+                &["echo-worker", "--acks", "batched"],
+            ),
             Kind::Worker => ("worker", bin, &["serve"]),
         };
         let log = self.log_dir.join(format!("{prefix}.log"));
@@ -1140,10 +1203,12 @@ impl Bench {
 
     fn main_table(&mut self) {
         let echo = self.results.echo.clone();
+        let batched_echo = self.results.batched_echo.clone();
         let worker = self.results.worker.clone();
         let baseline = self.results.baseline.clone();
         let processes: Vec<(&str, &Measured)> = [
-            ("echo ceiling", &echo),
+            (ECHO, &echo),
+            (BATCHED_ECHO, &batched_echo),
             ("worker", &worker),
             (BASELINE, &baseline),
         ]
@@ -1170,8 +1235,14 @@ impl Bench {
                 }
             }
             let pairs = [
-                ("Worker / ceiling", &worker, &echo),
-                ("Baseline / ceiling", &baseline, &echo),
+                ("Worker / per-delivery-ack echo", &worker, &echo),
+                ("Worker / batched-ack echo", &worker, &batched_echo),
+                (
+                    "Batched-ack echo / per-delivery-ack echo",
+                    &batched_echo,
+                    &echo,
+                ),
+                ("Baseline / per-delivery-ack echo", &baseline, &echo),
                 ("Worker / baseline", &worker, &baseline),
             ];
             for (what, over, under) in pairs {
@@ -1193,22 +1264,29 @@ impl Bench {
         }
         let _ = writeln!(
             self.out,
-            "\n### Open loop at half the maximum\n\n| process | rate (req/s) | achieved (req/s) | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | CPU/request (µs) |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+            "\n### Open loop at half the per-delivery-ack echo's maximum\n\nAll processes at one rate, in alternating rounds (all rounds' requests together; RabbitMQ is the whole broker's CPU, `beam.smp`, over the replies).\n\n| process | rate (req/s) | achieved (req/s) | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | CPU/request (µs) | RabbitMQ CPU/request (µs) | p99 per round (ms) | RabbitMQ per round (µs) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
         );
         for (label, m) in &processes {
+            let rounds = |f: &dyn Fn(&Figures) -> String| {
+                m.open_rounds.iter().map(f).collect::<Vec<_>>().join(" / ")
+            };
             let _ = writeln!(
                 self.out,
-                "| {label} | {} | {} | {} | {} | {} | {} | {:.0} |",
+                "| {label} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} |",
                 thousands(m.open_rate),
                 thousands(m.open.throughput),
                 ms(m.open.latency.p50),
                 ms(m.open.latency.p99),
                 ms(m.open.latency.p999),
                 ms(m.open.latency.max),
-                m.open.cpu_per_request.as_secs_f64() * 1e6
+                m.open.cpu_per_request.as_secs_f64() * 1e6,
+                m.open.around_per_request.broker.as_secs_f64() * 1e6,
+                rounds(&|f| ms(f.latency.p99).to_string()),
+                rounds(&|f| format!("{:.0}", f.around_per_request.broker.as_secs_f64() * 1e6)),
             );
         }
         self.service_table(&echo, &worker);
+        self.same_rate_table(&echo, &batched_echo, &worker);
         let _ = writeln!(
             self.out,
             "\n### CPU per request around the process (closed loop, µs)\n\n\
@@ -1240,6 +1318,59 @@ impl Bench {
                     us(a.bench),
                 );
             }
+        }
+    }
+
+    /// The worker against each echo at the same rate: p99 and RabbitMQ's CPU a request
+    /// (open loop), and its throughput ratio at each window (closed loop).
+    fn same_rate_table(
+        &mut self,
+        echo: &Option<Measured>,
+        batched_echo: &Option<Measured>,
+        worker: &Option<Measured>,
+    ) {
+        let Some(worker) = worker else { return };
+        let echoes: Vec<(&str, &Measured)> =
+            [("per-delivery acks", echo), ("batched acks", batched_echo)]
+                .into_iter()
+                .filter_map(|(label, m)| Some((label, m.as_ref()?)))
+                .collect();
+        if echoes.is_empty() {
+            return;
+        }
+        let windows = self.options.window.clone();
+        let _ = writeln!(
+            self.out,
+            "\n### The worker against each echo\n\nThroughput: the median of the rounds' pairs at each window. p99 and RabbitMQ's CPU a request: the open loops at the same rate.\n\n| echo | {} | open-loop rate (req/s) | worker p99 / echo p99 (ms) | ratio | RabbitMQ µs a request, worker / echo |\n|---|{}---:|---:|---:|---:|",
+            windows
+                .iter()
+                .map(|w| format!("worker / echo at window {w}"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            "---:|".repeat(windows.len()),
+        );
+        for (label, echo) in echoes {
+            let ratios: Vec<String> = worker
+                .by_window
+                .iter()
+                .zip(&echo.by_window)
+                .map(|((_, w), (_, e))| {
+                    let pairs = Pairs::of(w, e);
+                    format!("**{:.2}** ({})", pairs.median, pairs.per_round())
+                })
+                .collect();
+            let us = |m: &Measured| m.open.around_per_request.broker.as_secs_f64() * 1e6;
+            let _ = writeln!(
+                self.out,
+                "| {label} | {} | {} | {} / {} | {:.2} | {:.0} / {:.0} |",
+                ratios.join(" | "),
+                thousands(worker.open_rate),
+                ms(worker.open.latency.p99),
+                ms(echo.open.latency.p99),
+                worker.open.latency.p99 as f64 / echo.open.latency.p99.max(1) as f64,
+                us(worker),
+                us(echo),
+            );
         }
     }
 
@@ -1310,6 +1441,15 @@ impl Bench {
             (Some(echo), Some(worker)) => {
                 for ((window, w), (_, e)) in worker.by_window.iter().zip(&echo.by_window) {
                     let pairs = Pairs::of(w, e);
+                    // Issue 36: 0.9 of the per-delivery-ack echo at window 256, 0.85 at 64.
+                    let aim = if *window >= 256 { 0.9 } else { 0.85 };
+                    rows.push((
+                        format!(
+                            "throughput ≥ {aim} of the per-delivery-ack echo at window {window}"
+                        ),
+                        format!("{:.2} (rounds: {})", pairs.median, pairs.per_round()),
+                        verdict(pairs.median >= aim).to_owned(),
+                    ));
                     rows.push((
                         format!(
                             "throughput ≥ 60 % of the echo ceiling ({} queues, window {window}; aim 75 %)",
@@ -1330,6 +1470,27 @@ impl Bench {
                 "-".into(),
                 "not measured".into(),
             )),
+        }
+        if let (Some(echo), Some(worker)) = (&r.echo, &r.worker) {
+            if !echo.open_rounds.is_empty() && !worker.open_rounds.is_empty() {
+                let us = |m: &Measured| m.open.around_per_request.broker.as_secs_f64() * 1e6;
+                rows.push((
+                    "RabbitMQ CPU a request with the worker ≤ with the per-delivery-ack echo, at the same rate".into(),
+                    format!("{:.0} vs {:.0} µs at {} req/s", us(worker), us(echo), thousands(worker.open_rate)),
+                    verdict(us(worker) <= us(echo)).to_owned(),
+                ));
+                let ratio = worker.open.latency.p99 as f64 / echo.open.latency.p99.max(1) as f64;
+                rows.push((
+                    "p99 at half load ≤ 1.5× the per-delivery-ack echo's p99 at that rate".into(),
+                    format!(
+                        "{ratio:.2}× ({} vs {} ms at {} req/s)",
+                        ms(worker.open.latency.p99),
+                        ms(echo.open.latency.p99),
+                        thousands(worker.open_rate)
+                    ),
+                    verdict(ratio <= 1.5).to_owned(),
+                ));
+            }
         }
         if let (Some(worker), Some(baseline)) = (&r.worker, &r.baseline) {
             for ((window, w), (_, b)) in worker.by_window.iter().zip(&baseline.by_window) {
@@ -1514,6 +1675,15 @@ impl Pairs {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// The highest closed-loop throughput of `measured` over the windows.
+fn max_throughput(measured: &Measured) -> f64 {
+    measured
+        .by_window
+        .iter()
+        .map(|(_, figures)| figures.throughput)
+        .fold(0.0, f64::max)
 }
 
 fn flood_timeout(requests: u64) -> Duration {

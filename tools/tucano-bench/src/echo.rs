@@ -3,6 +3,11 @@
 //! publisher confirms on replies and ack-after-confirm). It answers every request with
 //! one fixed `OK` reply of the real reply's shape and size, rendered once at start.
 //!
+//! Two conversations with the broker are measured: `--acks per-delivery` (the default
+//! of `echo-worker`) acks each delivery alone, as the worker did before issue 36;
+//! `--acks batched` acks in batches as the worker does now ([`broker::AckMode`]), the
+//! best the broker allows.
+//!
 //! It runs as a separate process (`tucano-bench echo-worker`, hidden), configured by
 //! the same environment variables as `tucano-auth serve`, so the worker and the echo
 //! are measured the same way (CPU time and peak RSS from `/proc`, the time inside the
@@ -22,6 +27,7 @@ use tucano_auth::serve::Settings;
 use tucano_auth::token::Signer;
 
 use crate::dataset::{entity_id, SUBSCRIPTION};
+use crate::EchoAcks;
 
 /// Answers every request `OK` with a fixed body.
 pub struct Echo {
@@ -88,8 +94,9 @@ impl Service for Echo {
 /// `tucano-bench echo-worker`: reads the settings `tucano-auth serve` would (from the
 /// environment), then serves the echo until SIGTERM or SIGINT, on the runtime the
 /// worker builds (`tucano_auth::serve::runtime::for_serve`), with the threads of those
-/// settings (the bench gives the echo one thread per core unless told).
-pub fn run() -> anyhow::Result<()> {
+/// settings (the bench gives the echo one thread per core unless told), acknowledging
+/// as `acks` says.
+pub fn run(acks: EchoAcks) -> anyhow::Result<()> {
     let _traces =
         tucano_auth::observe::logs::init("info", tucano_auth::observe::logs::LogFormat::Text);
     let cli = Cli::try_parse_from(["tucano-auth", "serve"])
@@ -105,7 +112,18 @@ pub fn run() -> anyhow::Result<()> {
         // The worker's observers, so the echo serves the same `/metrics` (the bench reads
         // the time inside it there) at the same per-request cost.
         let _observers = tucano_auth::observe::start(settings.metrics_addr, &stats, None).await?;
-        broker::serve(&settings.broker, Arc::new(echo), stats, shutdown_signal()).await
+        let acks = match acks {
+            EchoAcks::PerDelivery => broker::AckMode::PerDelivery,
+            EchoAcks::Batched => broker::AckMode::Batched,
+        };
+        broker::serve_acking(
+            &settings.broker,
+            Arc::new(echo),
+            stats,
+            shutdown_signal(),
+            acks,
+        )
+        .await
     })
 }
 

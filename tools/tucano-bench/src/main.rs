@@ -3,8 +3,9 @@
 //! It loads a realistic data set into a database of its own, starts the real worker
 //! (`target/release/tucano-auth serve`, found next to this executable) and an echo
 //! ceiling (this executable's hidden `echo-worker`: the same consume loop answering
-//! with no work) as separate processes, drives each with a closed loop (a window of
-//! requests in flight) and an open loop (half the measured maximum rate), optionally
+//! with no work, twice: acking each delivery alone, and in batches) as separate
+//! processes, drives each with a closed loop (a window of requests in flight) and an
+//! open loop (all at half the per-delivery-ack echo's maximum rate), optionally
 //! runs a batch flood under an interactive stream and a second data-set size, and
 //! prints markdown tables: throughput, latency percentiles, CPU per request and peak
 //! RSS of both processes, the worker/ceiling ratio and the targets.
@@ -51,7 +52,12 @@ struct Cli {
 enum Sub {
     /// Serves the echo ceiling, configured like `tucano-auth serve` (used by the bench).
     #[command(hide = true)]
-    EchoWorker,
+    EchoWorker {
+        /// How the echo acknowledges: one `basic.ack` per delivery (the naive
+        /// conversation), or in batches as the worker does.
+        #[arg(long, value_enum, default_value_t = EchoAcks::PerDelivery)]
+        acks: EchoAcks,
+    },
     /// Runs Argon2 verifications at `--rate` per second at nice 19 until killed (used by
     /// the bench's `--background-argon2`).
     #[command(hide = true)]
@@ -116,8 +122,9 @@ pub struct Options {
     /// Seconds of each open-loop measurement window.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub open_duration: u64,
-    /// Open-loop rate in requests per second [default: half the closed-loop maximum
-    /// of the process measured].
+    /// Open-loop rate in requests per second, the same for every process [default:
+    /// half the per-delivery-ack echo's closed-loop maximum; with --skip-echo, half each
+    /// process's own]. The open loop runs in --rounds alternating rounds.
     #[arg(long)]
     pub open_rate: Option<f64>,
     /// Run the mixed run: a batch flood while an interactive open loop runs; and the
@@ -150,7 +157,7 @@ pub struct Options {
     /// `--pass-code-percent 0`).
     #[arg(long, default_value_t = 0.0)]
     pub background_argon2: f64,
-    /// Run the pass-code phase (contract section 14): time one Argon2 verification,
+    /// Run the pass-code phase (docs/protocol.md §14): time one Argon2 verification,
     /// measure a fresh worker's closed-loop rate on pass-code requests against the
     /// machine's limit (cores ÷ that time), then the p99 of requests without a pass
     /// code alone and while pass-code requests arrive at --pass-code-overload × the
@@ -211,6 +218,15 @@ pub struct Options {
     pub seed: u64,
 }
 
+/// How the echo acknowledges its deliveries (`echo-worker --acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EchoAcks {
+    /// One `basic.ack` per delivery once its reply is confirmed.
+    PerDelivery,
+    /// `multiple` acks over the settled deliveries, as the worker does.
+    Batched,
+}
+
 /// How the batch flood reaches the batch queue in the mixed run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FloodMode {
@@ -225,7 +241,7 @@ pub enum FloodMode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let helper = match cli.command {
-        Some(Sub::EchoWorker) => Some(echo::run()),
+        Some(Sub::EchoWorker { acks }) => Some(echo::run(acks)),
         Some(Sub::Argon2Load { rate }) => Some(argon2_load(rate)),
         None => None,
     };
