@@ -1,4 +1,4 @@
--- The data model of docs/protocol.md §5: written by the CRM loader, read by the worker.
+-- The data model of contract section 5: written by the CRM loader, read by the worker.
 --
 -- IDs are uuid (gen_random_uuid() is built into PostgreSQL 13 and later). States are
 -- upper-case text with check constraints. Every lookup the worker makes is served by
