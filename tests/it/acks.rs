@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
-use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
+
+use tucano_testkit::request::status_header;
 
 use crate::helpers::{by_number, cleanup, depth, start_binary, wait_for, BinaryRun};
 
@@ -49,16 +49,7 @@ async fn a_worker_killed_between_its_replies_and_their_acks_loses_nothing_and_re
     };
     let seen: Seen = Arc::default();
     let listener = run.conn.create_channel().await.expect("channel");
-    let mut replies = listener
-        .basic_consume(
-            run.replies.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
+    let mut replies = tucano_auth::broker::consume_no_ack(&listener, &run.replies)
         .await
         .expect("consume the replies");
     let collecting = {
@@ -71,17 +62,8 @@ async fn a_worker_killed_between_its_replies_and_their_acks_loses_nothing_and_re
                     .as_ref()
                     .map(|id| id.as_str().to_owned())
                     .unwrap_or_default();
-                let code = match delivery
-                    .properties
-                    .headers()
-                    .as_ref()
-                    .and_then(|h| h.inner().get("x-status-code").cloned())
-                {
-                    Some(AMQPValue::LongString(code)) => {
-                        String::from_utf8_lossy(code.as_bytes()).into_owned()
-                    }
-                    _ => "<none>".to_owned(),
-                };
+                let code =
+                    status_header(&delivery.properties).unwrap_or_else(|| "<none>".to_owned());
                 seen.lock().expect("seen").entry(id).or_default().push(code);
             }
         })
@@ -98,19 +80,10 @@ async fn a_worker_killed_between_its_replies_and_their_acks_loses_nothing_and_re
     let mut duplicates = Vec::new();
     for round in 0..ROUNDS {
         for i in 0..REQUESTS {
-            run.channel
-                .basic_publish(
-                    "".into(),
-                    run.names.interactive.as_str().into(),
-                    BasicPublishOptions::default(),
-                    body.as_bytes(),
-                    BasicProperties::default()
-                        .with_reply_to(run.replies.as_str().into())
-                        .with_correlation_id(format!("k{round}-{i}").into())
-                        .with_delivery_mode(2),
-                )
-                .await
-                .expect("publish");
+            let persistent = BasicProperties::default().with_delivery_mode(2);
+            let _confirm = run
+                .publish(&body, &format!("k{round}-{i}"), persistent)
+                .await;
         }
         run.channel.wait_for_confirms().await.expect("confirmed");
         // Kill while replies flow: a full window in flight, replies confirmed and

@@ -616,21 +616,33 @@ impl BinaryRun {
     /// its position), and waits for the broker's confirms.
     pub async fn send_bodies(&self, bodies: &[String]) {
         for (i, body) in bodies.iter().enumerate() {
-            self.channel
-                .basic_publish(
-                    "".into(),
-                    self.names.interactive.as_str().into(),
-                    BasicPublishOptions::default(),
-                    body.as_bytes(),
-                    BasicProperties::default()
-                        .with_reply_to(self.replies.as_str().into())
-                        .with_correlation_id(format!("r-{i}").into())
-                        .with_delivery_mode(2),
-                )
-                .await
-                .expect("publish");
+            let persistent = BasicProperties::default().with_delivery_mode(2);
+            self.publish(body, &format!("r-{i}"), persistent).await;
         }
         self.channel.wait_for_confirms().await.expect("confirmed");
+    }
+
+    /// Publishes `body` to the interactive queue with `properties`, answered to the
+    /// run's reply queue under `correlation_id`; the broker's confirm is returned, to
+    /// await or to leave to `wait_for_confirms`.
+    pub async fn publish(
+        &self,
+        body: &str,
+        correlation_id: &str,
+        properties: BasicProperties,
+    ) -> lapin::PublisherConfirm {
+        self.channel
+            .basic_publish(
+                "".into(),
+                self.names.interactive.as_str().into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                properties
+                    .with_reply_to(self.replies.as_str().into())
+                    .with_correlation_id(correlation_id.into()),
+            )
+            .await
+            .expect("publish")
     }
 
     /// Takes the next reply from the reply queue, if there is one.

@@ -8,7 +8,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{json, Value};
 use tucano_auth::broker::Names;
@@ -148,20 +147,8 @@ async fn a_new_first_key_signs_within_a_second_of_sighup_and_no_request_under_lo
             hung_up = Some(Instant::now());
             hang_up(&child);
         }
-        let _confirm = run
-            .channel
-            .basic_publish(
-                "".into(),
-                run.names.interactive.as_str().into(),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                BasicProperties::default()
-                    .with_reply_to(run.replies.as_str().into())
-                    .with_correlation_id(format!("r-{i}").into())
-                    .with_delivery_mode(2),
-            )
-            .await
-            .expect("publish");
+        let persistent = BasicProperties::default().with_delivery_mode(2);
+        let _confirm = run.publish(&body, &format!("r-{i}"), persistent).await;
     }
     run.channel.wait_for_confirms().await.expect("confirmed");
     let hung_up = hung_up.expect("SIGHUP sent");

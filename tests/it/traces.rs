@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use lapin::message::Delivery;
-use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -164,21 +163,14 @@ fn traceparent_of(delivery: &Delivery) -> Option<String> {
 /// Publishes `body` to the interactive queue with `headers`, answered to the run's
 /// reply queue under `correlation_id`.
 async fn publish(run: &BinaryRun, body: &str, correlation_id: &str, headers: FieldTable) {
-    run.channel
-        .basic_publish(
-            "".into(),
-            run.names.interactive.as_str().into(),
-            BasicPublishOptions::default(),
-            body.as_bytes(),
-            BasicProperties::default()
-                .with_reply_to(run.replies.as_str().into())
-                .with_correlation_id(correlation_id.into())
-                .with_headers(headers),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirmed");
+    run.publish(
+        body,
+        correlation_id,
+        BasicProperties::default().with_headers(headers),
+    )
+    .await
+    .await
+    .expect("confirmed");
 }
 
 /// Takes replies until the one for `correlation_id` (at most 30 s).
