@@ -19,7 +19,9 @@ use lapin::BasicProperties;
 
 use tucano_testkit::request::status_header;
 
-use crate::helpers::{by_number, cleanup, depth, start_binary, wait_for, BinaryRun};
+use crate::helpers::{
+    by_number, cleanup, correlation_id, depth, start_binary, wait_for, BinaryRun,
+};
 
 /// Requests a round: enough that the worker still has a full window in flight when a
 /// third of them are answered.
@@ -56,12 +58,7 @@ async fn a_worker_killed_between_its_replies_and_their_acks_loses_nothing_and_re
         let seen = seen.clone();
         tokio::spawn(async move {
             while let Some(Ok(delivery)) = replies.next().await {
-                let id = delivery
-                    .properties
-                    .correlation_id()
-                    .as_ref()
-                    .map(|id| id.as_str().to_owned())
-                    .unwrap_or_default();
+                let id = correlation_id(&delivery);
                 let code =
                     status_header(&delivery.properties).unwrap_or_else(|| "<none>".to_owned());
                 seen.lock().expect("seen").entry(id).or_default().push(code);

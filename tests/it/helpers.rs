@@ -542,6 +542,16 @@ pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+/// A reply's `correlation_id`, empty when it has none.
+pub fn correlation_id(delivery: &lapin::message::Delivery) -> String {
+    delivery
+        .properties
+        .correlation_id()
+        .as_ref()
+        .map(|id| id.as_str().to_owned())
+        .unwrap_or_default()
+}
+
 /// The real binary under test: a demo database and queue prefix of its own, a broker
 /// connection, and a durable reply queue with a confirm-mode channel to send on.
 pub struct BinaryRun {

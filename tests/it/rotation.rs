@@ -14,7 +14,8 @@ use tucano_auth::broker::Names;
 use tucano_auth::store::seed;
 
 use crate::helpers::{
-    binary_command, by_number, cleanup, terminate, wait_for, BinaryRun, Client, AMQP_URL,
+    binary_command, by_number, cleanup, correlation_id, terminate, wait_for, BinaryRun, Client,
+    AMQP_URL,
 };
 use crate::keys::{jwks, keygen, verify, write_atomically, write_keys, TempDir};
 
@@ -121,12 +122,7 @@ async fn a_new_first_key_signs_within_a_second_of_sighup_and_no_request_under_lo
                 break;
             };
             let body: Value = serde_json::from_slice(&delivery.data).expect("JSON reply");
-            let id = delivery
-                .properties
-                .correlation_id()
-                .as_ref()
-                .map(|id| id.as_str().to_owned())
-                .unwrap_or_default();
+            let id = correlation_id(&delivery);
             let jwt = body["data"]["jwt"].as_str().unwrap_or_default().to_owned();
             replies.push((Instant::now(), id, jwt));
         }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::helpers::{cleanup, depth, terminate, wait_for, BinaryRun};
+use crate::helpers::{cleanup, correlation_id, depth, terminate, wait_for, BinaryRun};
 
 #[tokio::test]
 async fn sigterm_with_requests_in_flight_answers_them_all_and_exits_zero() {
@@ -31,12 +31,7 @@ async fn sigterm_with_requests_in_flight_answers_them_all_and_exits_zero() {
 
     let mut seen: HashMap<String, usize> = HashMap::new();
     while let Some(delivery) = run.take_reply().await {
-        let id = delivery
-            .properties
-            .correlation_id()
-            .as_ref()
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default();
+        let id = correlation_id(&delivery);
         *seen.entry(id).or_default() += 1;
     }
     assert_eq!(seen.len(), REQUESTS, "every request answered");

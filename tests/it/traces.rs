@@ -208,12 +208,7 @@ async fn codes_of(run: &BinaryRun, n: usize) -> std::collections::HashMap<String
         let got = run.take_reply().await;
         match got {
             Some(delivery) => {
-                let id = delivery
-                    .properties
-                    .correlation_id()
-                    .as_ref()
-                    .map(|id| id.as_str().to_owned())
-                    .unwrap_or_default();
+                let id = correlation_id(&delivery);
                 codes.insert(id, status_code(&delivery));
             }
             None => {
