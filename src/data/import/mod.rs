@@ -73,6 +73,9 @@ pub async fn run(
     // The file first: a bad file or header needs no database.
     let source = Source::open(&job.file, job.table)
         .with_context(|| format!("{}: nothing imported", job.file.display()))?;
+    if let Some(notice) = source.notice(job.table) {
+        eprintln!("{}: {notice}", job.file.display());
+    }
     let total = std::fs::metadata(&job.file).map_or(0, |m| m.len());
     // One connection stages and upserts; the other reads stored hashes.
     let pool = crate::store::prepare(database_url, 2)

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use uuid::Uuid;
 
 use super::table::{refuse, Check, Column, Need, Table};
@@ -24,16 +24,30 @@ pub fn check_phc(value: &str) -> Result<(), OutOfBounds> {
 /// The file's header, checked: which table column each CSV field feeds.
 #[derive(Debug, Clone)]
 pub struct Header {
-    /// The table column of each field, `None` for the `id` field.
-    pub fields: Vec<Option<&'static Column>>,
+    /// What each field is, in the file's order.
+    pub fields: Vec<Field>,
     /// The position of the `id` field, if the file has one.
     pub id: Option<usize>,
+}
+
+/// What one field of the header names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    /// The optional `id` column.
+    Id,
+    /// A column of the table.
+    Column(&'static Column),
+    /// A name the table does not take, as messages name it: quoted, or by its
+    /// position in a table with secrets. A row with a value under it is rejected.
+    Unknown(String),
 }
 
 impl Header {
     /// Whether the file has the column `name`.
     pub fn has(&self, name: &str) -> bool {
-        self.fields.iter().flatten().any(|c| c.name == name)
+        self.fields
+            .iter()
+            .any(|f| matches!(f, Field::Column(c) if c.name == name))
     }
 
     /// The table's columns the file has, in the table's order.
@@ -43,6 +57,14 @@ impl Header {
             .iter()
             .filter(|c| self.has(c.name))
             .collect()
+    }
+
+    /// The fields naming no column of the table, as messages name them.
+    pub fn unknown(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().filter_map(|f| match f {
+            Field::Unknown(name) => Some(name.as_str()),
+            _ => None,
+        })
     }
 }
 
@@ -74,6 +96,8 @@ pub struct Source {
     file: CsvFile,
     /// The header.
     pub header: Header,
+    /// The header's line in the file.
+    header_line: u64,
     /// [`Header::present`], once.
     present: Vec<&'static Column>,
     /// Where each of them is in a record.
@@ -87,9 +111,10 @@ pub struct Source {
 impl Source {
     /// Checks the whole file (a quote never closed, a record over 1 MiB, bytes that are
     /// not UTF-8 refuse it, at the line the fault begins), opens it and checks its
-    /// header against `table`. A header naming a column the table does not take,
-    /// naming one twice, or missing a required one is an error: no row of such a file
-    /// can be trusted.
+    /// header against `table`. A header naming a column twice or missing a required
+    /// one is an error: no row of such a file can be trusted. A field naming no column
+    /// of the table is kept as [`Field::Unknown`]: rows with a value under it are
+    /// rejected, the others loaded ([`Source::notice`] tells why).
     ///
     /// A pipe (`<(zcat file.csv.gz)`) cannot be read twice: it is checked as it is
     /// read instead, and a fault then fails the import's transaction, so nothing is
@@ -114,42 +139,45 @@ impl Source {
             // The whole file was checked as UTF-8.
             let name = String::from_utf8_lossy(raw);
             let name = name.trim();
-            let column = if name == "id" {
-                None
+            let field = if name == "id" {
+                Field::Id
+            } else if let Some(column) = table.column(name) {
+                Field::Column(column)
+            } else if table.has_secret() {
+                // A file without its header row has data here: in a table with
+                // secrets, the field is named by position, never quoted.
+                Field::Unknown(format!("column {}", i + 1))
             } else {
-                Some(table.column(name).with_context(|| {
-                    // A file without its header row has data here: in a table with
-                    // secrets, the field is named by position, never quoted.
-                    let which = if table.has_secret() {
-                        format!(
-                            "column {} of the header is not a column of table {} \
-                             (is the header row missing?)",
-                            i + 1,
-                            table.name()
-                        )
-                    } else {
-                        format!("unknown column {name:?} for table {}", table.name())
-                    };
-                    format!(
-                        "line {line}: {which}; its columns are id, {}{hint}",
-                        column_names(table)
-                    )
-                })?)
+                Field::Unknown(format!("column {name:?}"))
             };
-            let taken = match column {
-                None => id.replace(i).is_some(),
-                Some(column) => fields.contains(&Some(column)),
+            let taken = match &field {
+                Field::Id => id.replace(i).is_some(),
+                Field::Column(_) => fields.contains(&field),
+                Field::Unknown(_) => false,
             };
             if taken {
                 bail!("line {line}: column {name:?} is named twice");
             }
-            fields.push(column);
+            fields.push(field);
         }
         let header = Header { fields, id };
+        let unknown = header.unknown().count();
         for column in table.columns() {
             if column.need != Need::Optional && !header.has(column.name) {
+                // All or most fields unknown: most likely the header row is missing
+                // and the first row of data was read as the header.
+                let also = if unknown == 0 {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} of the header's {} fields name no column of the table \
+                         (is the header row missing?)",
+                        unknown,
+                        header.fields.len()
+                    )
+                };
                 bail!(
-                    "line {line}: column {:?} is missing; table {} needs {}{hint}",
+                    "line {line}: column {:?} is missing; table {} needs {}{also}{hint}",
                     column.name,
                     table.name(),
                     table
@@ -169,18 +197,38 @@ impl Source {
                 header
                     .fields
                     .iter()
-                    .position(|f| *f == Some(*c))
+                    .position(|f| matches!(f, Field::Column(column) if column == c))
                     .unwrap_or_default()
             })
             .collect();
         Ok(Source {
             file,
             header,
+            header_line: line,
             present,
             positions,
             secret: table.has_secret(),
             record: csv::ByteRecord::new(),
         })
+    }
+
+    /// What to tell about the header before loading: the fields that name no column
+    /// of the table (`None` when there are none).
+    pub fn notice(&self, table: Table) -> Option<String> {
+        let unknown: Vec<&str> = self.header.unknown().collect();
+        if unknown.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "line {}: {} {} no column of table {} (its columns are id, {}); \
+             a row with a value under {} is rejected",
+            self.header_line,
+            unknown.join(", "),
+            if unknown.len() == 1 { "names" } else { "name" },
+            table.name(),
+            column_names(table),
+            if unknown.len() == 1 { "it" } else { "them" },
+        ))
     }
 
     /// Bytes of the file read so far.
@@ -220,9 +268,10 @@ impl Source {
         }
         // Not reached for a file `csv_file::check` passed, unless it changed since.
         let text = |i: usize| -> Result<&str, String> {
-            std::str::from_utf8(&self.record[i]).map_err(|_| {
-                let name = self.header.fields[i].map_or("id", |c| c.name);
-                format!("{name} is not valid UTF-8")
+            std::str::from_utf8(&self.record[i]).map_err(|_| match &self.header.fields[i] {
+                Field::Id => "id is not valid UTF-8".to_owned(),
+                Field::Column(column) => format!("{} is not valid UTF-8", column.name),
+                Field::Unknown(name) => format!("{name} is not valid UTF-8"),
             })
         };
         let mut bad = None;
@@ -237,6 +286,18 @@ impl Source {
                 None
             }
         };
+        // A value under a column the table does not take would be silently dropped:
+        // the row is refused instead (a misspelt `pass_code` must not load a
+        // credential without its pass code). An empty one loses nothing.
+        for (i, field) in self.header.fields.iter().enumerate() {
+            if let Field::Unknown(name) = field {
+                if !self.record[i].is_empty() {
+                    bad.get_or_insert_with(|| {
+                        format!("{name} has a value, but the table has no such column")
+                    });
+                }
+            }
+        }
         let mut values = Vec::with_capacity(self.positions.len());
         let mut pass = None;
         for (column, &i) in self.present.iter().zip(&self.positions) {
