@@ -4,7 +4,8 @@
 //! With no `OTEL_EXPORTER_OTLP_ENDPOINT` (nor `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
 //! nothing is installed: no OpenTelemetry layer, and the code that would open the
 //! per-request child spans asks [`on`] first, so a request costs what it cost before.
-//! With one, spans go to an OTLP/HTTP (protobuf) exporter through [`Queue`], a bounded
+//! With one, spans go to an OTLP exporter (`OTEL_EXPORTER_OTLP_PROTOCOL`: `http/protobuf`
+//! by default, `http/json` or `grpc`) through [`Queue`], a bounded
 //! batch processor of our own: the SDK's batch processor drops spans on a full queue
 //! without saying how many, and docs/protocol.md §15 counts them
 //! (`tucano_auth_spans_dropped_total`). An unreachable collector costs a request
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::Context;
+use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor};
 use opentelemetry_sdk::Resource;
@@ -89,11 +91,16 @@ where
     let protocol = set("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
         .or_else(|| set("OTEL_EXPORTER_OTLP_PROTOCOL"))
         .unwrap_or_else(|| "http/protobuf".to_owned());
-    if protocol.trim() != "http/protobuf" {
-        return Err(format!(
-            "OTEL_EXPORTER_OTLP_PROTOCOL={protocol} is not supported (only http/protobuf); traces are not exported"
-        ));
-    }
+    let protocol = match protocol.trim() {
+        "http/protobuf" => Protocol::HttpBinary,
+        "http/json" => Protocol::HttpJson,
+        "grpc" => Protocol::Grpc,
+        other => {
+            return Err(format!(
+                "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not one of grpc, http/protobuf, http/json; traces are not exported"
+            ))
+        }
+    };
     if !endpoint
         .trim_start()
         .to_ascii_lowercase()
@@ -104,12 +111,38 @@ where
                 .to_owned(),
         );
     }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .build()
-        .map_err(|err| {
-            format!("the OTLP exporter cannot be built: {err}; traces are not exported")
-        })?;
+    let cannot = |err: opentelemetry_otlp::ExporterBuildError| {
+        format!("the OTLP exporter cannot be built: {err}; traces are not exported")
+    };
+    let (exporter, runtime) = match protocol {
+        Protocol::Grpc => {
+            // tonic's channel lives on a Tokio runtime: a small one of the export
+            // thread's own, which it drives while it exports, so that an export
+            // never runs on (or waits for) the worker's request runtime.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|err| {
+                    format!("cannot start the OTLP/gRPC runtime: {err}; traces are not exported")
+                })?;
+            let exporter = {
+                let _entered = runtime.enter();
+                opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .build()
+                    .map_err(cannot)?
+            };
+            (exporter, Some(runtime))
+        }
+        http => (
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(http)
+                .build()
+                .map_err(cannot)?,
+            None,
+        ),
+    };
     let mut resource = Resource::builder();
     let named = set("OTEL_SERVICE_NAME").is_some()
         || set("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|attrs| {
@@ -124,7 +157,7 @@ where
     // default is parentbased_always_on).
     let provider = SdkTracerProvider::builder()
         .with_resource(resource.build())
-        .with_span_processor(Queue::start(exporter))
+        .with_span_processor(Queue::start(exporter, runtime))
         .build();
     let tracer = provider.tracer(env!("CARGO_PKG_NAME"));
     ON.store(true, Ordering::Relaxed);
@@ -185,8 +218,9 @@ struct Shared<E> {
 }
 
 impl<E: SpanExporter + 'static> Queue<E> {
-    /// Starts the export thread.
-    pub fn start(exporter: E) -> Queue<E> {
+    /// Starts the export thread; it runs each export on `runtime` when given (an
+    /// exporter whose client needs Tokio's), else on a plain executor.
+    pub fn start(exporter: E, runtime: Option<tokio::runtime::Runtime>) -> Queue<E> {
         let (spans, queue) = sync_channel(QUEUE);
         let shared = Arc::new(Shared {
             exporter: Mutex::new(exporter),
@@ -197,7 +231,7 @@ impl<E: SpanExporter + 'static> Queue<E> {
         let thread = Arc::clone(&shared);
         let started = std::thread::Builder::new()
             .name("otlp-export".into())
-            .spawn(move || export_loop(&thread, &queue));
+            .spawn(move || export_loop(&thread, &queue, runtime.as_ref()));
         if let Err(err) = started {
             // Every span will find the queue's receiver gone and be counted as dropped.
             eprintln!("warning: cannot start the trace export thread: {err}");
@@ -219,7 +253,11 @@ impl<E: SpanExporter + 'static> Queue<E> {
     }
 }
 
-fn export_loop<E: SpanExporter>(shared: &Shared<E>, queue: &Receiver<SpanData>) {
+fn export_loop<E: SpanExporter>(
+    shared: &Shared<E>,
+    queue: &Receiver<SpanData>,
+    runtime: Option<&tokio::runtime::Runtime>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut since = Instant::now();
     loop {
@@ -258,7 +296,10 @@ fn export_loop<E: SpanExporter>(shared: &Shared<E>, queue: &Receiver<SpanData>) 
                     .exporter
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                futures_executor::block_on(exporter.export(sent))
+                match runtime {
+                    Some(runtime) => runtime.block_on(exporter.export(sent)),
+                    None => futures_executor::block_on(exporter.export(sent)),
+                }
             };
             if result.is_err() {
                 metrics::counter!(SPANS_DROPPED).increment(n as u64);

@@ -13,7 +13,12 @@ use axum::body::Bytes;
 use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
 use prost::Message as _;
@@ -28,40 +33,88 @@ use crate::observe::{binary_with_metrics, http_get};
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
-/// An OTLP/HTTP receiver: keeps the body of every `POST /v1/traces`.
+/// How a collector takes exports, as `OTEL_EXPORTER_OTLP_PROTOCOL` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    HttpProtobuf,
+    HttpJson,
+    Grpc,
+}
+
+/// An OTLP receiver: keeps every export, as protobuf or as JSON.
 struct Collector {
     addr: SocketAddr,
+    wire: Wire,
     bodies: Arc<Mutex<Vec<Vec<u8>>>>,
     _server: AbortOnDropHandle<()>,
 }
 
+/// The gRPC `TraceService`: keeps each export, encoded as protobuf.
+struct GrpcSink(Arc<Mutex<Vec<Vec<u8>>>>);
+
+#[tonic::async_trait]
+impl TraceService for GrpcSink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0
+            .lock()
+            .expect("lock")
+            .push(request.into_inner().encode_to_vec());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
 impl Collector {
+    /// An OTLP/HTTP (protobuf) receiver: `POST /v1/traces`.
     async fn start() -> Collector {
+        Collector::start_for(Wire::HttpProtobuf).await
+    }
+
+    async fn start_for(wire: Wire) -> Collector {
         let bodies = Arc::new(Mutex::new(Vec::new()));
-        let kept = Arc::clone(&bodies);
-        let router = axum::Router::new().route(
-            "/v1/traces",
-            axum::routing::post(move |body: Bytes| {
-                let kept = Arc::clone(&kept);
-                async move {
-                    kept.lock().expect("lock").push(body.to_vec());
-                    // An empty ExportTraceServiceResponse: everything accepted.
-                    (
-                        [("content-type", "application/x-protobuf")],
-                        Vec::<u8>::new(),
-                    )
-                }
-            }),
-        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let server = if wire == Wire::Grpc {
+            let service = TraceServiceServer::new(GrpcSink(Arc::clone(&bodies)));
+            tokio::spawn(async move {
+                let _ = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                    .await;
+            })
+        } else {
+            let kept = Arc::clone(&bodies);
+            let content_type = match wire {
+                Wire::HttpJson => "application/json",
+                _ => "application/x-protobuf",
+            };
+            let router = axum::Router::new().route(
+                "/v1/traces",
+                axum::routing::post(move |body: Bytes| {
+                    let kept = Arc::clone(&kept);
+                    async move {
+                        kept.lock().expect("lock").push(body.to_vec());
+                        // An empty ExportTraceServiceResponse: everything accepted.
+                        let answer = if content_type == "application/json" {
+                            b"{}".to_vec()
+                        } else {
+                            Vec::new()
+                        };
+                        ([("content-type", content_type)], answer)
+                    }
+                }),
+            );
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, router).await;
+            })
+        };
         Collector {
             addr,
+            wire,
             bodies,
             _server: AbortOnDropHandle::new(server),
         }
@@ -80,8 +133,13 @@ impl Collector {
     fn spans(&self) -> Vec<(Vec<KeyValue>, Span)> {
         let mut spans = Vec::new();
         for body in self.raw() {
-            let request = ExportTraceServiceRequest::decode(body.as_slice())
-                .expect("an export decodes as ExportTraceServiceRequest");
+            let request = if self.wire == Wire::HttpJson {
+                serde_json::from_slice::<ExportTraceServiceRequest>(&body)
+                    .expect("an export decodes as OTLP/JSON ExportTraceServiceRequest")
+            } else {
+                ExportTraceServiceRequest::decode(body.as_slice())
+                    .expect("an export decodes as ExportTraceServiceRequest")
+            };
             for resource in request.resource_spans {
                 let attributes = resource.resource.map(|r| r.attributes).unwrap_or_default();
                 for scope in resource.scope_spans {
@@ -554,6 +612,82 @@ async fn a_request_continues_the_callers_trace_and_leaks_nothing() {
 }
 
 #[tokio::test]
+async fn spans_reach_a_collector_over_otlp_json_and_grpc_too() {
+    for (wire, protocol) in [(Wire::HttpJson, "http/json"), (Wire::Grpc, "grpc")] {
+        let collector = Collector::start_for(wire).await;
+        let run = BinaryRun::new("otelwire").await;
+        let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
+        let endpoint = collector.endpoint();
+        let (mut child, _) = binary_with_metrics(
+            &run,
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ],
+            &log,
+        )
+        .await;
+        let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+        let headers = header("traceparent", AMQPValue::LongString(traceparent.into()));
+        let ok = by_number(seed::SESSION_TOKEN, seed::SUBSCRIPTION_NUMBER);
+        publish(&run, &ok, "wire-1", headers).await;
+        let reply = reply_for(&run, "wire-1").await;
+        assert_eq!(status_code(&reply), "OK", "{protocol}");
+        let reply_parent = traceparent_of(&reply).expect("a traceparent");
+        let consumer = collector
+            .wait_span(&format!("the consumer span over {protocol}"), |span| {
+                hex(&span.trace_id) == TRACE_ID && span.kind == SpanKind::Consumer as i32
+            })
+            .await;
+        assert_eq!(hex(&consumer.parent_span_id), CALLER_SPAN, "{protocol}");
+        assert_eq!(
+            consumer.name,
+            format!("process {}", run.names.interactive),
+            "{protocol}"
+        );
+        assert!(
+            reply_parent.contains(&hex(&consumer.span_id)),
+            "{protocol}: {reply_parent}"
+        );
+        assert_eq!(
+            attr(&consumer.attributes, "messaging.message.conversation_id").as_deref(),
+            Some("wire-1"),
+            "{protocol}"
+        );
+        assert!(terminate(&mut child).success());
+        let _ = std::fs::remove_file(&log);
+        cleanup(&run.prefix, &run.prefix).await;
+    }
+
+    // A protocol no collector speaks: said at start, and the worker serves untraced.
+    let collector = Collector::start().await;
+    let run = BinaryRun::new("otelwire").await;
+    let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
+    let endpoint = collector.endpoint();
+    let (mut child, _) = binary_with_metrics(
+        &run,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/thrift"),
+        ],
+        &log,
+    )
+    .await;
+    answered_ok(&run, "thrift", 3).await;
+    assert!(terminate(&mut child).success());
+    let said = std::fs::read_to_string(&log).expect("the worker's log");
+    assert!(
+        said.contains(
+            "OTEL_EXPORTER_OTLP_PROTOCOL=http/thrift is not one of grpc, http/protobuf, http/json"
+        ),
+        "{said}"
+    );
+    assert!(collector.raw().is_empty(), "nothing is exported");
+    let _ = std::fs::remove_file(&log);
+    cleanup(&run.prefix, &run.prefix).await;
+}
+
+#[tokio::test]
 async fn an_unreachable_collector_costs_no_answer_and_drops_are_counted() {
     // A port nothing listens on.
     let closed = {
@@ -784,34 +918,38 @@ async fn a_collector_that_never_answers_holds_up_no_request() {
             held.push(socket);
         }
     }));
-    let run = BinaryRun::new("otelmute").await;
-    let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
-    let endpoint = format!("http://{silent}");
-    let (mut child, addr) = binary_with_metrics(
-        &run,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            // Each export gives up after 2 s: the drops show within the test's wait.
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
-        ],
-        &log,
-    )
-    .await;
-    let n = 50;
-    answered_ok(&run, "mute", n).await;
-    wait_for(
-        "the spans of the timed-out export to be counted",
-        async || spans_dropped(addr).await.is_some_and(|count| count >= 1.0),
-    )
-    .await;
-    // Its exit waits a bounded time for the queue, not for the collector.
-    let stopping = Instant::now();
-    assert!(terminate(&mut child).success());
-    let took = stopping.elapsed();
-    assert!(
-        took < Duration::from_secs(20),
-        "SIGTERM took {took:?} with a silent collector"
-    );
-    let _ = std::fs::remove_file(&log);
-    cleanup(&run.prefix, &run.prefix).await;
+    // Over HTTP and over gRPC alike.
+    for protocol in ["http/protobuf", "grpc"] {
+        let run = BinaryRun::new("otelmute").await;
+        let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
+        let endpoint = format!("http://{silent}");
+        let (mut child, addr) = binary_with_metrics(
+            &run,
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+                // Each export gives up after 2 s: the drops show within the test's wait.
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ],
+            &log,
+        )
+        .await;
+        let n = 50;
+        answered_ok(&run, "mute", n).await;
+        wait_for(
+            "the spans of the timed-out export to be counted",
+            async || spans_dropped(addr).await.is_some_and(|count| count >= 1.0),
+        )
+        .await;
+        // Its exit waits a bounded time for the queue, not for the collector.
+        let stopping = Instant::now();
+        assert!(terminate(&mut child).success());
+        let took = stopping.elapsed();
+        assert!(
+            took < Duration::from_secs(20),
+            "SIGTERM took {took:?} with a silent collector over {protocol}"
+        );
+        let _ = std::fs::remove_file(&log);
+        cleanup(&run.prefix, &run.prefix).await;
+    }
 }
