@@ -28,17 +28,18 @@
 //! nothing about which identifiers exist. Times are the database's (`now()`), so
 //! workers with skewed clocks agree.
 //! - A worker killed between taking a try and its verdict never settles it. Tries in
-//!   flight therefore count only while a try was taken within [`PENDING_EXPIRY`]:
-//!   once none has been for that long, the ones still marked pending are taken to be
-//!   a dead worker's and no longer hold the identifier (its wrong pass codes still
-//!   count). Holding them for the whole window made five SIGKILLs in the chaos run
-//!   leave a customer's right pass code answered `TEMPORARILY_UNAVAILABLE` for 15
-//!   minutes. A live verification settles within a second, or a few under a full
-//!   pass-code backlog, so the expiry is several times that; the cost is that a burst
-//!   against one identifier while its tries wait more than the expiry in a full
-//!   backlog may have a few more than `max_failures` verified.
+//!   flight therefore count only while a live worker vouches for them: a worker marks
+//!   the rows of the tries it holds (`pending_seen`) every [`HEARTBEAT`], however long
+//!   they wait for a verifier, and once no worker has for [`PENDING_EXPIRY`] the tries
+//!   still marked pending are taken to be a dead worker's and no longer hold the
+//!   identifier (its wrong pass codes still count). Holding them for the whole window
+//!   made five SIGKILLs in the chaos run leave a customer's right pass code answered
+//!   `TEMPORARILY_UNAVAILABLE` for 15 minutes. Expiring them a fixed time after they
+//!   were taken instead let a burst walk through a full pass-code backlog: its tries,
+//!   still waiting for a verifier, expired, and as many again were taken and verified.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -46,10 +47,14 @@ use sqlx::PgPool;
 use crate::error::Error;
 use crate::observe::metrics::PASS_CODE_LOCKOUTS;
 
-/// How long tries in flight hold an identifier after the last try was taken; see the
-/// module docs. Below the wait of a try that finds the others in flight (15 s), so a
-/// dead worker's tries free the identifier before a waiting try gives up.
+/// How long tries in flight hold an identifier once no live worker vouches for them;
+/// see the module docs. Below the wait of a try that finds the others in flight (15 s),
+/// so a dead worker's tries free the identifier before a waiting try gives up.
 pub const PENDING_EXPIRY: Duration = Duration::from_secs(5);
+
+/// How often a worker marks the rows of the tries it holds as still in flight: a
+/// fraction of [`PENDING_EXPIRY`], so a late mark or two never lets them expire.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// `TUCANO_PASS_CODE_MAX_FAILURES`'s default.
 pub const DEFAULT_MAX_FAILURES: u32 = 5;
@@ -58,7 +63,7 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(900);
 
 /// Which table the identifier names a row of: the same string may be an access token's
 /// identifier and a medium's, two different credentials with counts of their own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Holder {
     /// `access_tokens`.
     AccessToken,
@@ -82,6 +87,31 @@ pub struct Lockout {
     pool: PgPool,
     max_failures: i32,
     window_seconds: f64,
+    held: Arc<Held>,
+}
+
+/// The tries this worker holds (taken, not yet settled), by identifier: what its
+/// heartbeat marks as in flight.
+#[derive(Default)]
+struct Held {
+    tries: Mutex<HashMap<(Holder, String), usize>>,
+    /// Whether the heartbeat task runs (started by the first try taken).
+    beating: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Held {
+    // Never the identifiers: like every credential field they stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").finish_non_exhaustive()
+    }
+}
+
+impl Held {
+    fn tries(&self) -> std::sync::MutexGuard<'_, HashMap<(Holder, String), usize>> {
+        self.tries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl Lockout {
@@ -92,6 +122,7 @@ impl Lockout {
             pool,
             max_failures: i32::try_from(max_failures.max(1)).unwrap_or(i32::MAX),
             window_seconds: window.as_secs_f64(),
+            held: Arc::new(Held::default()),
         }
     }
 
@@ -104,19 +135,27 @@ impl Lockout {
     /// row and evaluates the condition on its latest version, so concurrent tries, on
     /// this worker or another, each see the counts the one before left.
     pub async fn take(&self, holder: Holder, identifier: &str) -> Result<Take, Error> {
+        if !self
+            .held
+            .beating
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            tokio::spawn(heartbeat(Arc::downgrade(&self.held), self.pool.clone()));
+        }
         let taken: Option<i32> = sqlx::query_scalar(
             "INSERT INTO pass_code_failures AS f \
-                 (holder, identifier, failures, pending, last_failure) \
-             VALUES ($1, $2, 0, 1, now()) \
+                 (holder, identifier, failures, pending, last_failure, pending_seen) \
+             VALUES ($1, $2, 0, 1, now(), now()) \
              ON CONFLICT (holder, identifier) DO UPDATE SET \
                  failures = CASE WHEN f.last_failure > now() - make_interval(secs => $3) \
                                  THEN f.failures ELSE 0 END, \
                  pending = CASE WHEN f.last_failure > now() - make_interval(secs => $3) \
-                                 AND f.last_failure > now() - make_interval(secs => $5) \
+                                 AND f.pending_seen > now() - make_interval(secs => $5) \
                                 THEN f.pending + 1 ELSE 1 END, \
-                 last_failure = now() \
+                 last_failure = now(), \
+                 pending_seen = now() \
              WHERE f.failures \
-                   + CASE WHEN f.last_failure > now() - make_interval(secs => $5) \
+                   + CASE WHEN f.pending_seen > now() - make_interval(secs => $5) \
                           THEN f.pending ELSE 0 END < $4 \
                 OR f.last_failure <= now() - make_interval(secs => $3) \
              RETURNING failures",
@@ -130,7 +169,10 @@ impl Lockout {
         .await
         .map_err(from_sqlx)?;
         if taken.is_some() {
-            return Ok(Take::Slot(Slot));
+            // The statement marked the row itself; the heartbeat takes over from here.
+            // Only a taken try is held: a waiting one must not vouch for the tries
+            // in flight, which may be a dead worker's.
+            return Ok(Take::Slot(Slot::hold(&self.held, holder, identifier)));
         }
         // No try left: spent on wrong pass codes (locked), or held by tries still
         // being verified (busy), which may yet turn out right.
@@ -236,9 +278,82 @@ pub enum Take {
     Busy,
 }
 
-/// A try [`Lockout::take`] gave, held while its pass code is verified.
-#[derive(Debug)]
-pub struct Slot;
+/// A try [`Lockout::take`] gave, held while its pass code is verified: while any is
+/// held for an identifier, this worker's heartbeat marks its row as in flight.
+pub struct Slot {
+    held: Arc<Held>,
+    key: (Holder, String),
+}
+
+impl Slot {
+    fn hold(held: &Arc<Held>, holder: Holder, identifier: &str) -> Slot {
+        let key = (holder, identifier.to_owned());
+        *held.tries().entry(key.clone()).or_insert(0) += 1;
+        Slot {
+            held: Arc::clone(held),
+            key,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut tries = self.held.tries();
+        if let Some(count) = tries.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                tries.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Slot {
+    // Never the identifier.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("holder", &self.key.0)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Marks, every [`HEARTBEAT`], the rows of the tries this worker holds as in flight
+/// (`pending_seen`), so that they keep holding their identifiers however long they
+/// wait for a verifier; ends with the last [`Lockout`] and [`Slot`] of `held`. A
+/// failed mark is logged and tried again at the next beat: at worst the tries expire
+/// as a dead worker's would.
+async fn heartbeat(held: Weak<Held>, pool: PgPool) {
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        beat.tick().await;
+        let (holders, identifiers): (Vec<&'static str>, Vec<String>) = {
+            let Some(held) = held.upgrade() else {
+                return;
+            };
+            let tries = held.tries();
+            tries
+                .keys()
+                .map(|(holder, identifier)| (holder.column(), identifier.clone()))
+                .unzip()
+        };
+        if identifiers.is_empty() {
+            continue;
+        }
+        let marked = sqlx::query(
+            "UPDATE pass_code_failures SET pending_seen = now() \
+             WHERE (holder, identifier) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
+               AND pending > 0",
+        )
+        .bind(&holders)
+        .bind(&identifiers)
+        .execute(&pool)
+        .await;
+        if let Err(err) = marked {
+            tracing::warn!(error = %err, "cannot mark the pass-code tries in flight as alive");
+        }
+    }
+}
 
 /// Connection trouble is [`Error::Unavailable`], retried like the lookup's; anything
 /// else is [`Error::Internal`].

@@ -12,7 +12,12 @@ use tucano_auth::broker::Names;
 use tucano_auth::observe::Stats;
 use tucano_auth::store::seed::SESSION_TOKEN;
 
-use crate::helpers::{cleanup, settings, unique, Client, TestWorker, AMQP_URL, PG_SERVER};
+use lapin::BasicProperties;
+
+use crate::helpers::{
+    cleanup, correlation_id, settings, terminate, unique, BinaryRun, Client, TestWorker, AMQP_URL,
+    PG_SERVER,
+};
 
 /// Failures that lock, and how long the lock lasts: short, so the test sees it end.
 const MAX_FAILURES: u32 = 3;
@@ -205,8 +210,9 @@ async fn tries_a_dead_worker_left_pending_stop_holding_the_identifier() {
     // As a worker killed mid-verification leaves them: every try of the window taken
     // and never settled, the last one taken just now.
     sqlx::query(
-        "INSERT INTO pass_code_failures (holder, identifier, failures, pending, last_failure) \
-         VALUES ('access_token', 'demo-user-1', 0, 5, now())",
+        "INSERT INTO pass_code_failures \
+             (holder, identifier, failures, pending, last_failure, pending_seen) \
+         VALUES ('access_token', 'demo-user-1', 0, 5, now(), now())",
     )
     .execute(&worker.pool)
     .await
@@ -236,4 +242,124 @@ async fn tries_a_dead_worker_left_pending_stop_holding_the_identifier() {
         "AUTHENTICATION_FAILED",
         "five wrong pass codes in the window still lock, whatever is pending"
     );
+}
+
+/// A burst against one identifier whose tries wait behind slow verifications, for
+/// longer than a dead worker's tries are held: the tries being verified keep holding
+/// the identifier (the worker vouches for them while they wait), so no more than the
+/// limit are verified. Expiring them a fixed time after they were taken let as many
+/// again through. The real binary, so that its verifiers are its own.
+#[tokio::test]
+async fn a_burst_waiting_behind_slow_verifications_gets_no_more_than_the_limit_verified() {
+    use argon2::password_hash::{PasswordHasher as _, SaltString};
+    use std::time::Instant;
+    use tucano_auth::store::lockout::PENDING_EXPIRY;
+
+    let run = BinaryRun::new("lockslow").await;
+    let pool = sqlx::PgPool::connect(&run.db_url).await.expect("pool");
+    // The dearest hash the bounds allow a verifier to run, hashed (as long as one
+    // verification) and timed here: enough such verifications ahead of the burst keep
+    // every verifier of the worker busy for twice the expiry, whatever this machine's
+    // speed.
+    let started = Instant::now();
+    let heavy = tokio::task::spawn_blocking(|| {
+        let params = argon2::Params::new(65_536, 10, 1, None).expect("params");
+        let salt = SaltString::encode_b64(b"tucano-slow-salt").expect("salt");
+        argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(b"9999", &salt)
+            .expect("hash")
+            .to_string()
+    })
+    .await
+    .expect("hashed");
+    let one = started.elapsed();
+    let verifiers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let fillers = ((2 * PENDING_EXPIRY).as_secs_f64() * verifiers as f64 / one.as_secs_f64()).ceil()
+        as usize
+        + verifiers;
+    for i in 0..fillers {
+        sqlx::query(
+            "INSERT INTO access_tokens \
+                 (number, identifier, pass_code_hash, life_cycle_state, accounts_receivable_id) \
+             SELECT $1, $2, $3, 'EFFECTIVE', accounts_receivable_id FROM access_tokens \
+             WHERE identifier = 'demo-user-1'",
+        )
+        .bind(format!("ATSLOW{i}"))
+        .bind(format!("slow-{i}"))
+        .bind(&heavy)
+        .execute(&pool)
+        .await
+        .expect("a slow credential");
+    }
+    let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
+    let (mut child, _) = crate::observe::binary_with_metrics(
+        &run,
+        &[(
+            "TUCANO_PASS_CODE_MAX_FAILURES",
+            MAX_FAILURES.to_string().as_str(),
+        )],
+        &log,
+    )
+    .await;
+
+    let slow = |i: usize| {
+        json!({"token": SESSION_TOKEN, "access_token_identifier": {"identifier": format!("slow-{i}"), "pass_code": "0000"}}).to_string()
+    };
+    let mut bodies: Vec<(String, String)> = (0..fillers)
+        .map(|i| (format!("slow-{i}"), slow(i)))
+        .collect();
+    let burst = 12;
+    bodies.extend((0..burst).map(|i| (format!("burst-{i}"), user(&format!("{:04}", 100 + i)))));
+    let persistent = BasicProperties::default().with_delivery_mode(2);
+    for (id, body) in &bodies {
+        run.publish(body, id, persistent.clone()).await;
+    }
+    run.channel.wait_for_confirms().await.expect("confirmed");
+
+    let mut codes = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while codes.len() < bodies.len() {
+        match run.take_reply().await {
+            Some(reply) => {
+                let body: serde_json::Value = serde_json::from_slice(&reply.data).expect("JSON");
+                let code = body["status"]["code"].as_str().expect("code").to_owned();
+                codes.insert(correlation_id(&reply), code);
+            }
+            None => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} of {} replies",
+                    codes.len(),
+                    bodies.len()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let burst_codes: Vec<&str> = (0..burst)
+        .map(|i| codes[&format!("burst-{i}")].as_str())
+        .collect();
+    assert!(
+        burst_codes
+            .iter()
+            .all(|code| matches!(*code, "AUTHENTICATION_FAILED" | "TEMPORARILY_UNAVAILABLE")),
+        "{burst_codes:?}"
+    );
+    let counted: Option<i32> = sqlx::query_scalar(
+        "SELECT failures FROM pass_code_failures \
+         WHERE holder = 'access_token' AND identifier = 'demo-user-1'",
+    )
+    .fetch_optional(&pool)
+    .await
+    .expect("the count");
+    assert_eq!(
+        counted,
+        Some(i32::try_from(MAX_FAILURES).expect("small")),
+        "wrong pass codes verified for one identifier, with {fillers} verifications of \
+         {one:?} ahead of them on {verifiers} verifiers ({burst_codes:?})"
+    );
+    assert!(terminate(&mut child).success());
+    pool.close().await;
+    let _ = std::fs::remove_file(&log);
+    cleanup(&run.prefix, &run.prefix).await;
 }
