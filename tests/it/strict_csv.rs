@@ -526,7 +526,8 @@ async fn header_mistakes_get_messages_that_say_what_to_do() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
         run.stderr.contains("no comma but semicolons")
-            && run.stderr.contains("separated by commas"),
+            && run.stderr.contains("separated by commas")
+            && !run.stderr.contains("is the header row missing"),
         "{}",
         run.stderr
     );

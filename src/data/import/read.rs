@@ -164,9 +164,10 @@ impl Source {
         let unknown = header.unknown().count();
         for column in table.columns() {
             if column.need != Need::Optional && !header.has(column.name) {
-                // All or most fields unknown: most likely the header row is missing
-                // and the first row of data was read as the header.
-                let also = if unknown == 0 {
+                // Fields naming no column beside a missing one: most likely the header
+                // row is missing and the first row of data was read as the header
+                // (unless the hint says the separator is wrong).
+                let also = if unknown == 0 || !hint.is_empty() {
                     String::new()
                 } else {
                     format!(
