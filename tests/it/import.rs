@@ -90,6 +90,13 @@ async fn run_binary(args: &[&str], env: &[(&str, String)], stdin: Option<&str>) 
     .expect("the binary's thread")
 }
 
+/// Fails unless `stderr` holds each of `expected`.
+fn said(stderr: &str, expected: &[&str]) {
+    for expected in expected {
+        assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+    }
+}
+
 fn sample(table: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples/data")
@@ -329,19 +336,16 @@ async fn bad_rows_are_reported_by_line_and_the_rest_loads() {
     );
     let run = import(&worker, csv.path(), "subscriptions").await;
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
-    for expected in [
-        "line 3: unknown accounts_receivable_number 'AR9999'",
-        "line 4: life_cycle_state \"ACTIVE\" is not one of",
-        "line 5: number 'S3000001' is already on line 2",
-        "line 6: 3 fields where the header has 5",
-        "line 7: unknown subscription_type_name 'No Such Type'",
-    ] {
-        assert!(
-            run.stderr.contains(expected),
-            "{expected:?} in {}",
-            run.stderr
-        );
-    }
+    said(
+        &run.stderr,
+        &[
+            "line 3: unknown accounts_receivable_number 'AR9999'",
+            "line 4: life_cycle_state \"ACTIVE\" is not one of",
+            "line 5: number 'S3000001' is already on line 2",
+            "line 6: 3 fields where the header has 5",
+            "line 7: unknown subscription_type_name 'No Such Type'",
+        ],
+    );
     assert!(
         run.stdout
             .contains("7 rows read: 2 inserted, 0 updated, 0 unchanged, 5 rejected"),
@@ -376,19 +380,16 @@ async fn bad_rows_are_reported_by_line_and_the_rest_loads() {
     );
     let run = import(&worker, tokens.path(), "access_tokens").await;
     assert_eq!(run.code, 1, "{}", run.stderr);
-    for expected in [
-        "line 2: authentication_code already belongs to another access_tokens row",
-        "line 3: id is not 32 hex digits or a UUID",
-        "line 5: authentication_code is the same as on line 4",
-        // A table with pass codes: no value is quoted (see strict_csv.rs).
-        "line 6: life_cycle_state is not one of EFFECTIVE, NOT_EFFECTIVE, PENDING_VERIFICATION",
-    ] {
-        assert!(
-            run.stderr.contains(expected),
-            "{expected:?} in {}",
-            run.stderr
-        );
-    }
+    said(
+        &run.stderr,
+        &[
+            "line 2: authentication_code already belongs to another access_tokens row",
+            "line 3: id is not 32 hex digits or a UUID",
+            "line 5: authentication_code is the same as on line 4",
+            // A table with pass codes: no value is quoted (see strict_csv.rs).
+            "line 6: life_cycle_state is not one of EFFECTIVE, NOT_EFFECTIVE, PENDING_VERIFICATION",
+        ],
+    );
     assert!(
         !run.stderr.contains("AUTH-NEW"),
         "codes stay out of messages: {}",
@@ -413,16 +414,13 @@ async fn a_column_the_table_does_not_take_rejects_the_rows_that_fill_it() {
     );
     let run = import(&worker, accounts.path(), "accounts_receivable").await;
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
-    for expected in [
-        "line 1: column \"colour\" names no column of table accounts_receivable",
-        "line 2: column \"colour\" has a value, but the table has no such column",
-    ] {
-        assert!(
-            run.stderr.contains(expected),
-            "{expected:?} in {}",
-            run.stderr
-        );
-    }
+    said(
+        &run.stderr,
+        &[
+            "line 1: column \"colour\" names no column of table accounts_receivable",
+            "line 2: column \"colour\" has a value, but the table has no such column",
+        ],
+    );
     assert!(
         run.stdout
             .contains("2 rows read: 1 inserted, 0 updated, 0 unchanged, 1 rejected"),
@@ -446,16 +444,13 @@ async fn a_column_the_table_does_not_take_rejects_the_rows_that_fill_it() {
     );
     let run = import(&worker, tokens.path(), "access_tokens").await;
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
-    for expected in [
-        "line 1: column 3 names no column of table access_tokens",
-        "line 2: column 3 has a value, but the table has no such column",
-    ] {
-        assert!(
-            run.stderr.contains(expected),
-            "{expected:?} in {}",
-            run.stderr
-        );
-    }
+    said(
+        &run.stderr,
+        &[
+            "line 1: column 3 names no column of table access_tokens",
+            "line 2: column 3 has a value, but the table has no such column",
+        ],
+    );
     assert!(
         !run.stderr.contains("4321") && !run.stderr.contains("AUTH-UNK"),
         "{}",

@@ -165,6 +165,45 @@ impl Collector {
     }
 }
 
+/// The real binary on a run of its own, exporting its spans to `endpoint`, with `env`
+/// besides; its log goes to a file of its own.
+struct Traced {
+    run: BinaryRun,
+    log: std::path::PathBuf,
+    child: std::process::Child,
+    /// Its metrics server.
+    metrics: SocketAddr,
+}
+
+impl Traced {
+    async fn start(label: &str, endpoint: &str, env: &[(&str, &str)]) -> Traced {
+        let run = BinaryRun::new(label).await;
+        let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
+        let mut all = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)];
+        all.extend_from_slice(env);
+        let (child, metrics) = binary_with_metrics(&run, &all, &log).await;
+        Traced {
+            run,
+            log,
+            child,
+            metrics,
+        }
+    }
+
+    /// Stops the worker with SIGTERM (it must exit 0) and returns what it logged.
+    fn terminate(&mut self) -> String {
+        assert!(terminate(&mut self.child).success());
+        let said = std::fs::read_to_string(&self.log).expect("the worker's log");
+        let _ = std::fs::remove_file(&self.log);
+        said
+    }
+
+    /// Removes the run's queues and database (stop the worker first).
+    async fn cleanup(self) {
+        cleanup(&self.run.prefix, &self.run.prefix).await;
+    }
+}
+
 /// A string or integer attribute, as text.
 fn attr(attributes: &[KeyValue], key: &str) -> Option<String> {
     let value = attributes.iter().find(|kv| kv.key == key)?.value.as_ref()?;
@@ -320,20 +359,17 @@ fn hex(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn a_request_continues_the_callers_trace_and_leaks_nothing() {
     let collector = Collector::start().await;
-    let run = BinaryRun::new("otel").await;
-    let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
-    let endpoint = collector.endpoint();
-    let (mut child, _) = binary_with_metrics(
-        &run,
+    let mut worker = Traced::start(
+        "otel",
+        &collector.endpoint(),
         &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
             ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
             ("LOG_FORMAT", "json"),
             ("RUST_LOG", "debug"),
         ],
-        &log,
     )
     .await;
+    let run = &worker.run;
 
     // 1. A known caller's span, as the OpenTelemetry AMQP propagators write it.
     let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
@@ -343,8 +379,8 @@ async fn a_request_continues_the_callers_trace_and_leaks_nothing() {
         AMQPValue::LongString("tucano=test".into()),
     );
     let ok = by_number(seed::SESSION_TOKEN, seed::SUBSCRIPTION_NUMBER);
-    publish(&run, &ok, "traced-1", headers).await;
-    let reply = reply_for(&run, "traced-1").await;
+    publish(run, &ok, "traced-1", headers).await;
+    let reply = reply_for(run, "traced-1").await;
     assert_eq!(status_code(&reply), "OK");
     let reply_parent = traceparent_of(&reply).expect("the reply carries a traceparent");
     let parts: Vec<&str> = reply_parent.split('-').collect();
@@ -422,7 +458,7 @@ async fn a_request_continues_the_callers_trace_and_leaks_nothing() {
     let pass = json!({"token": seed::SESSION_TOKEN, "access_token_identifier": {"identifier": seed::ACCESS_TOKEN_IDENTIFIER, "pass_code": seed::ACCESS_TOKEN_PASS_CODE}}).to_string();
     let pass_parent = format!("00-{TRACE_ID}-1111111111111111-01");
     publish(
-        &run,
+        run,
         &pass,
         "traced-2",
         // (Not a ShortString: RabbitMQ reads field type `s` as a short integer and
@@ -430,7 +466,7 @@ async fn a_request_continues_the_callers_trace_and_leaks_nothing() {
         header("traceparent", AMQPValue::LongString(pass_parent.into())),
     )
     .await;
-    assert_eq!(status_code(&reply_for(&run, "traced-2").await), "OK");
+    assert_eq!(status_code(&reply_for(run, "traced-2").await), "OK");
     let pass_consumer = collector
         .wait_span("the consumer span of traced-2", |span| {
             hex(&span.parent_span_id) == "1111111111111111"
@@ -447,8 +483,8 @@ async fn a_request_continues_the_callers_trace_and_leaks_nothing() {
     // 3. Malformed, oversized and mistyped headers: answered as without them, in a new
     // trace.
     let plain = {
-        publish(&run, &ok, "plain", FieldTable::default()).await;
-        reply_for(&run, "plain").await
+        publish(run, &ok, "plain", FieldTable::default()).await;
+        reply_for(run, "plain").await
     };
     assert!(traceparent_of(&plain).is_some(), "a new trace is named too");
     let malformed = [
@@ -461,8 +497,8 @@ async fn a_request_continues_the_callers_trace_and_leaks_nothing() {
     ];
     for (i, value) in malformed.into_iter().enumerate() {
         let correlation_id = format!("malformed-{i}");
-        publish(&run, &ok, &correlation_id, header("traceparent", value)).await;
-        let reply = reply_for(&run, &correlation_id).await;
+        publish(run, &ok, &correlation_id, header("traceparent", value)).await;
+        let reply = reply_for(run, &correlation_id).await;
         let (got, want): (serde_json::Value, serde_json::Value) = (
             serde_json::from_slice(&reply.data).expect("JSON"),
             serde_json::from_slice(&plain.data).expect("JSON"),
@@ -511,13 +547,13 @@ async fn a_request_continues_the_callers_trace_and_leaks_nothing() {
         body["token"] = json!(seed::SESSION_TOKEN);
         let correlation_id = format!("path-{i}");
         publish(
-            &run,
+            run,
             &body.to_string(),
             &correlation_id,
             FieldTable::default(),
         )
         .await;
-        let reply = reply_for(&run, &correlation_id).await;
+        let reply = reply_for(run, &correlation_id).await;
         let value: serde_json::Value = serde_json::from_slice(&reply.data).expect("JSON");
         if let Some(jwt) = value["data"]["jwt"].as_str() {
             jwts.push(jwt.to_owned());
@@ -531,7 +567,7 @@ async fn a_request_continues_the_callers_trace_and_leaks_nothing() {
     }
     // A bad login token, too.
     publish(
-        &run,
+        run,
         &by_number(
             "DEADBEEFDEADBEEFDEADBEEFDEADBEEF",
             seed::SUBSCRIPTION_NUMBER,
@@ -541,14 +577,12 @@ async fn a_request_continues_the_callers_trace_and_leaks_nothing() {
     )
     .await;
     assert_eq!(
-        status_code(&reply_for(&run, "bad-token").await),
+        status_code(&reply_for(run, "bad-token").await),
         "INVALID_TOKEN"
     );
 
     // Stopping flushes what is queued.
-    assert!(terminate(&mut child).success());
-    let text = std::fs::read_to_string(&log).expect("log");
-    let _ = std::fs::remove_file(&log);
+    let text = worker.terminate();
 
     let raw: Vec<u8> = collector.raw().concat();
     let strings = strings(&collector);
@@ -597,41 +631,36 @@ async fn a_request_continues_the_callers_trace_and_leaks_nothing() {
     assert_eq!(service.as_deref(), Some("tucano-auth"));
 
     // The request's JSON log lines carry its trace.
-    let traced: Vec<serde_json::Value> = text
+    let lines: Vec<serde_json::Value> = text
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|line| line["correlation_id"] == "traced-1")
         .collect();
-    assert!(!traced.is_empty(), "no log line of traced-1:\n{text}");
-    for line in &traced {
+    assert!(!lines.is_empty(), "no log line of traced-1:\n{text}");
+    for line in &lines {
         assert_eq!(line["trace_id"], TRACE_ID, "{line}");
         assert_eq!(line["span_id"].as_str().map(str::len), Some(16), "{line}");
         assert!(line.get("messaging.system").is_none(), "{line}");
     }
-    cleanup(&run.prefix, &run.prefix).await;
+    worker.cleanup().await;
 }
 
 #[tokio::test]
 async fn spans_reach_a_collector_over_otlp_json_and_grpc_too() {
     for (wire, protocol) in [(Wire::HttpJson, "http/json"), (Wire::Grpc, "grpc")] {
         let collector = Collector::start_for(wire).await;
-        let run = BinaryRun::new("otelwire").await;
-        let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
-        let endpoint = collector.endpoint();
-        let (mut child, _) = binary_with_metrics(
-            &run,
-            &[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
-            ],
-            &log,
+        let mut traced = Traced::start(
+            "otelwire",
+            &collector.endpoint(),
+            &[("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)],
         )
         .await;
+        let run = &traced.run;
         let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
         let headers = header("traceparent", AMQPValue::LongString(traceparent.into()));
         let ok = by_number(seed::SESSION_TOKEN, seed::SUBSCRIPTION_NUMBER);
-        publish(&run, &ok, "wire-1", headers).await;
-        let reply = reply_for(&run, "wire-1").await;
+        publish(run, &ok, "wire-1", headers).await;
+        let reply = reply_for(run, "wire-1").await;
         assert_eq!(status_code(&reply), "OK", "{protocol}");
         let reply_parent = traceparent_of(&reply).expect("a traceparent");
         let consumer = collector
@@ -654,28 +683,20 @@ async fn spans_reach_a_collector_over_otlp_json_and_grpc_too() {
             Some("wire-1"),
             "{protocol}"
         );
-        assert!(terminate(&mut child).success());
-        let _ = std::fs::remove_file(&log);
-        cleanup(&run.prefix, &run.prefix).await;
+        traced.terminate();
+        traced.cleanup().await;
     }
 
     // A protocol no collector speaks: said at start, and the worker serves untraced.
     let collector = Collector::start().await;
-    let run = BinaryRun::new("otelwire").await;
-    let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
-    let endpoint = collector.endpoint();
-    let (mut child, _) = binary_with_metrics(
-        &run,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/thrift"),
-        ],
-        &log,
+    let mut traced = Traced::start(
+        "otelwire",
+        &collector.endpoint(),
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/thrift")],
     )
     .await;
-    answered_ok(&run, "thrift", 3).await;
-    assert!(terminate(&mut child).success());
-    let said = std::fs::read_to_string(&log).expect("the worker's log");
+    answered_ok(&traced.run, "thrift", 3).await;
+    let said = traced.terminate();
     assert!(
         said.contains(
             "OTEL_EXPORTER_OTLP_PROTOCOL=http/thrift is not one of grpc, http/protobuf, http/json"
@@ -683,8 +704,7 @@ async fn spans_reach_a_collector_over_otlp_json_and_grpc_too() {
         "{said}"
     );
     assert!(collector.raw().is_empty(), "nothing is exported");
-    let _ = std::fs::remove_file(&log);
-    cleanup(&run.prefix, &run.prefix).await;
+    traced.cleanup().await;
 }
 
 #[tokio::test]
@@ -694,30 +714,22 @@ async fn an_unreachable_collector_costs_no_answer_and_drops_are_counted() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr")
     };
-    let run = BinaryRun::new("oteldown").await;
-    let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
-    let endpoint = format!("http://{closed}");
-    let (mut child, addr) = binary_with_metrics(
-        &run,
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
-        &log,
-    )
-    .await;
+    let mut traced = Traced::start("oteldown", &format!("http://{closed}"), &[]).await;
+    let (run, addr) = (&traced.run, traced.metrics);
     let dropped = async || spans_dropped(addr).await;
     assert!(
         dropped().await.is_some(),
         "tucano_auth_spans_dropped_total is exported from the start"
     );
     let n = 20;
-    answered_ok(&run, "down", n).await;
+    answered_ok(run, "down", n).await;
     // Each request made at least its consumer span; all of them are dropped.
     wait_for("the dropped spans to be counted", async || {
         dropped().await.is_some_and(|count| count >= n as f64)
     })
     .await;
-    assert!(terminate(&mut child).success());
-    let _ = std::fs::remove_file(&log);
-    cleanup(&run.prefix, &run.prefix).await;
+    traced.terminate();
+    traced.cleanup().await;
 }
 
 /// The spans a test's own tracer ended, as an SDK span processor sees them.
@@ -750,15 +762,8 @@ async fn a_rust_callers_trace_continues_through_the_client_into_the_worker() {
     use tracing_subscriber::layer::SubscriberExt;
 
     let collector = Collector::start().await;
-    let run = BinaryRun::new("otelcl").await;
-    let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
-    let endpoint = collector.endpoint();
-    let (mut child, _) = binary_with_metrics(
-        &run,
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
-        &log,
-    )
-    .await;
+    let mut traced = Traced::start("otelcl", &collector.endpoint(), &[]).await;
+    let run = &traced.run;
 
     // The caller traces with tracing-opentelemetry, its span under a known remote one.
     let recorded = Recorded::default();
@@ -817,9 +822,8 @@ async fn a_rust_callers_trace_continues_through_the_client_into_the_worker() {
         send.span_context.span_id().to_string(),
         "the client's span is the worker's parent"
     );
-    assert!(terminate(&mut child).success());
-    let _ = std::fs::remove_file(&log);
-    cleanup(&run.prefix, &run.prefix).await;
+    traced.terminate();
+    traced.cleanup().await;
 }
 
 /// A Python caller with the OpenTelemetry SDK and pika, injecting with the standard
@@ -853,15 +857,8 @@ with tracer.start_as_current_span("python caller") as span:
 #[tokio::test]
 async fn a_python_callers_trace_continues_into_the_worker() {
     let collector = Collector::start().await;
-    let run = BinaryRun::new("otelpy").await;
-    let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
-    let endpoint = collector.endpoint();
-    let (mut child, _) = binary_with_metrics(
-        &run,
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
-        &log,
-    )
-    .await;
+    let mut traced = Traced::start("otelpy", &collector.endpoint(), &[]).await;
+    let run = &traced.run;
     let body = by_number(seed::SESSION_TOKEN, seed::SUBSCRIPTION_NUMBER);
     let output = tokio::time::timeout(
         Duration::from_secs(60),
@@ -885,7 +882,7 @@ async fn a_python_callers_trace_continues_into_the_worker() {
     let stdout = String::from_utf8(output.stdout).expect("UTF-8");
     let (trace_id, span_id) = stdout.trim().split_once(' ').expect("two ids");
 
-    let reply = reply_for(&run, "python-1").await;
+    let reply = reply_for(run, "python-1").await;
     assert_eq!(status_code(&reply), "OK");
     let reply_parent = traceparent_of(&reply).expect("a traceparent");
     assert!(reply_parent.contains(trace_id), "{reply_parent}");
@@ -900,9 +897,8 @@ async fn a_python_callers_trace_continues_into_the_worker() {
         "the Python caller's span is the worker's parent"
     );
     assert!(reply_parent.contains(&hex(&consumer.span_id)));
-    assert!(terminate(&mut child).success());
-    let _ = std::fs::remove_file(&log);
-    cleanup(&run.prefix, &run.prefix).await;
+    traced.terminate();
+    traced.cleanup().await;
 }
 
 #[tokio::test]
@@ -920,22 +916,19 @@ async fn a_collector_that_never_answers_holds_up_no_request() {
     }));
     // Over HTTP and over gRPC alike.
     for protocol in ["http/protobuf", "grpc"] {
-        let run = BinaryRun::new("otelmute").await;
-        let log = std::env::temp_dir().join(format!("{}.log", run.prefix));
-        let endpoint = format!("http://{silent}");
-        let (mut child, addr) = binary_with_metrics(
-            &run,
+        let mut traced = Traced::start(
+            "otelmute",
+            &format!("http://{silent}"),
             &[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
                 // Each export gives up after 2 s: the drops show within the test's wait.
                 ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
             ],
-            &log,
         )
         .await;
+        let (run, addr) = (&traced.run, traced.metrics);
         let n = 50;
-        answered_ok(&run, "mute", n).await;
+        answered_ok(run, "mute", n).await;
         wait_for(
             "the spans of the timed-out export to be counted",
             async || spans_dropped(addr).await.is_some_and(|count| count >= 1.0),
@@ -943,13 +936,12 @@ async fn a_collector_that_never_answers_holds_up_no_request() {
         .await;
         // Its exit waits a bounded time for the queue, not for the collector.
         let stopping = Instant::now();
-        assert!(terminate(&mut child).success());
+        traced.terminate();
         let took = stopping.elapsed();
         assert!(
             took < Duration::from_secs(20),
             "SIGTERM took {took:?} with a silent collector over {protocol}"
         );
-        let _ = std::fs::remove_file(&log);
-        cleanup(&run.prefix, &run.prefix).await;
+        traced.cleanup().await;
     }
 }
