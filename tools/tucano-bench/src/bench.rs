@@ -1319,6 +1319,49 @@ impl Bench {
                 );
             }
         }
+        self.cpu_bound_table(&echo, &batched_echo, &worker);
+    }
+
+    /// What the machine's cores allow: each process's whole cost a request (itself with
+    /// its helpers, its PostgreSQL backends, RabbitMQ, the load generator) in the closed
+    /// loops. Where the cores are the bound, the worker's rate over the echo's is at
+    /// most the echo's whole cost over the worker's, whatever the conversation with
+    /// the broker.
+    fn cpu_bound_table(
+        &mut self,
+        echo: &Option<Measured>,
+        batched_echo: &Option<Measured>,
+        worker: &Option<Measured>,
+    ) {
+        let Some(worker) = worker else { return };
+        let at = |m: &Measured, size: usize| m.by_window.get(size).map(|(_, f)| f.clone());
+        let whole = |f: &Figures| {
+            let a = f.around_per_request;
+            (f.cpu_per_request + a.database + a.broker + a.bench).as_secs_f64() * 1e6
+        };
+        let _ = writeln!(
+            self.out,
+            "\n### What the machine's CPU allows (closed loop)\n\n\
+             Each process's whole cost a request: itself with its pass-code helpers, its PostgreSQL backends, RabbitMQ and the load generator, all rounds. Where the machine's cores are the bound, the worker's rate is at most the echo's times the echo's cost over the worker's.\n\n\
+             | window | echo | echo's whole cost (µs) | worker's (µs) | echo's cost / worker's | worker / echo throughput (all rounds) |\n\
+             |---:|---|---:|---:|---:|---:|"
+        );
+        for (size, window) in self.options.window.clone().into_iter().enumerate() {
+            let Some(w) = at(worker, size) else { continue };
+            for (label, echo) in [(ECHO, echo), (BATCHED_ECHO, batched_echo)] {
+                let Some(e) = echo.as_ref().and_then(|e| at(e, size)) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    self.out,
+                    "| {window} | {label} | {:.0} | {:.0} | {:.2} | {:.2} |",
+                    whole(&e),
+                    whole(&w),
+                    whole(&e) / whole(&w).max(1e-9),
+                    w.throughput / e.throughput.max(1e-9),
+                );
+            }
+        }
     }
 
     /// The worker against each echo at the same rate: p99 and RabbitMQ's CPU a request
