@@ -211,6 +211,13 @@ struct Measured {
     peak_rss: u64,
 }
 
+impl Measured {
+    /// The closed-loop figures at the `size`-th `--window`.
+    fn at(&self, size: usize) -> Option<&Figures> {
+        self.by_window.get(size).map(|(_, f)| f)
+    }
+}
+
 /// The mixed run's figures.
 #[derive(Debug, Clone, Copy)]
 struct Mixed {
@@ -1218,7 +1225,6 @@ impl Bench {
         if processes.is_empty() {
             return;
         }
-        let at = |m: &Measured, size: usize| m.by_window.get(size).map(|(_, f)| f.clone());
         for (size, window) in self.options.window.clone().into_iter().enumerate() {
             let _ = writeln!(
                 self.out,
@@ -1226,11 +1232,11 @@ impl Bench {
                 report::header()
             );
             for (label, m) in &processes {
-                if let Some(figures) = at(m, size) {
+                if let Some(figures) = m.at(size) {
                     let _ = writeln!(
                         self.out,
                         "{}",
-                        report::row(label, &figures, Some(m.peak_rss))
+                        report::row(label, figures, Some(m.peak_rss))
                     );
                 }
             }
@@ -1249,10 +1255,10 @@ impl Bench {
                 let (Some(over), Some(under)) = (over, under) else {
                     continue;
                 };
-                let (Some(over), Some(under)) = (at(over, size), at(under, size)) else {
+                let (Some(over), Some(under)) = (over.at(size), under.at(size)) else {
                     continue;
                 };
-                let pairs = Pairs::of(&over, &under);
+                let pairs = Pairs::of(over, under);
                 let _ = writeln!(
                     self.out,
                     "\n{what} throughput: **{:.1} %**, the median of the rounds' pairs (per round: {}; ratio of the medians {:.1} %).",
@@ -1297,7 +1303,7 @@ impl Bench {
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         for (size, window) in self.options.window.clone().into_iter().enumerate() {
             for (label, m) in &processes {
-                let Some(f) = at(m, size) else { continue };
+                let Some(f) = m.at(size) else { continue };
                 let a = f.around_per_request;
                 let rounds: Vec<String> = f
                     .rounds_cpu
@@ -1334,7 +1340,6 @@ impl Bench {
         worker: &Option<Measured>,
     ) {
         let Some(worker) = worker else { return };
-        let at = |m: &Measured, size: usize| m.by_window.get(size).map(|(_, f)| f.clone());
         let whole = |f: &Figures| {
             let a = f.around_per_request;
             (f.cpu_per_request + a.database + a.broker + a.bench).as_secs_f64() * 1e6
@@ -1347,17 +1352,17 @@ impl Bench {
              |---:|---|---:|---:|---:|---:|"
         );
         for (size, window) in self.options.window.clone().into_iter().enumerate() {
-            let Some(w) = at(worker, size) else { continue };
+            let Some(w) = worker.at(size) else { continue };
             for (label, echo) in [(ECHO, echo), (BATCHED_ECHO, batched_echo)] {
-                let Some(e) = echo.as_ref().and_then(|e| at(e, size)) else {
+                let Some(e) = echo.as_ref().and_then(|e| e.at(size)) else {
                     continue;
                 };
                 let _ = writeln!(
                     self.out,
                     "| {window} | {label} | {:.0} | {:.0} | {:.2} | {:.2} |",
-                    whole(&e),
-                    whole(&w),
-                    whole(&e) / whole(&w).max(1e-9),
+                    whole(e),
+                    whole(w),
+                    whole(e) / whole(w).max(1e-9),
                     w.throughput / e.throughput.max(1e-9),
                 );
             }
