@@ -667,6 +667,35 @@ impl BinaryRun {
             .map(|message| message.delivery)
     }
 
+    /// Takes `n` replies (at most `within`), in any order: each one's status code by
+    /// its correlation id.
+    pub async fn codes(
+        &self,
+        n: usize,
+        within: Duration,
+    ) -> std::collections::HashMap<String, String> {
+        let mut codes = std::collections::HashMap::new();
+        let deadline = std::time::Instant::now() + within;
+        while codes.len() < n {
+            match self.take_reply().await {
+                Some(reply) => {
+                    let body: Value = serde_json::from_slice(&reply.data).expect("a JSON reply");
+                    let code = body["status"]["code"].as_str().expect("a code").to_owned();
+                    codes.insert(correlation_id(&reply), code);
+                }
+                None => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{} of {n} replies within {within:?}",
+                        codes.len()
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        codes
+    }
+
     /// Replies waiting in the reply queue.
     pub async fn replies_ready(&self) -> usize {
         depth(&self.conn, &self.replies)

@@ -15,8 +15,7 @@ use tucano_auth::store::seed::SESSION_TOKEN;
 use lapin::BasicProperties;
 
 use crate::helpers::{
-    cleanup, correlation_id, settings, terminate, unique, BinaryRun, Client, TestWorker, AMQP_URL,
-    PG_SERVER,
+    cleanup, settings, terminate, unique, BinaryRun, Client, TestWorker, AMQP_URL, PG_SERVER,
 };
 
 /// Failures that lock, and how long the lock lasts: short, so the test sees it end.
@@ -316,26 +315,7 @@ async fn a_burst_waiting_behind_slow_verifications_gets_no_more_than_the_limit_v
     }
     run.channel.wait_for_confirms().await.expect("confirmed");
 
-    let mut codes = std::collections::HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while codes.len() < bodies.len() {
-        match run.take_reply().await {
-            Some(reply) => {
-                let body: serde_json::Value = serde_json::from_slice(&reply.data).expect("JSON");
-                let code = body["status"]["code"].as_str().expect("code").to_owned();
-                codes.insert(correlation_id(&reply), code);
-            }
-            None => {
-                assert!(
-                    Instant::now() < deadline,
-                    "{} of {} replies",
-                    codes.len(),
-                    bodies.len()
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    let codes = run.codes(bodies.len(), Duration::from_secs(180)).await;
     let burst_codes: Vec<&str> = (0..burst)
         .map(|i| codes[&format!("burst-{i}")].as_str())
         .collect();

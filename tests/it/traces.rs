@@ -297,26 +297,6 @@ async fn reply_for(run: &BinaryRun, correlation_id: &str) -> Delivery {
     }
 }
 
-/// Takes `n` replies (at most 30 s), in any order: their status codes by correlation id.
-async fn codes_of(run: &BinaryRun, n: usize) -> std::collections::HashMap<String, String> {
-    let mut codes = std::collections::HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while codes.len() < n {
-        let got = run.take_reply().await;
-        match got {
-            Some(delivery) => {
-                let id = correlation_id(&delivery);
-                codes.insert(id, status_code(&delivery));
-            }
-            None => {
-                assert!(Instant::now() < deadline, "{} of {n} replies", codes.len());
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-    codes
-}
-
 /// Publishes `n` plain requests, correlation ids `LABEL-0`..., and checks each is
 /// answered `OK`.
 async fn answered_ok(run: &BinaryRun, label: &str, n: usize) {
@@ -324,7 +304,7 @@ async fn answered_ok(run: &BinaryRun, label: &str, n: usize) {
     for i in 0..n {
         publish(run, &ok, &format!("{label}-{i}"), FieldTable::default()).await;
     }
-    let codes = codes_of(run, n).await;
+    let codes = run.codes(n, Duration::from_secs(30)).await;
     for i in 0..n {
         assert_eq!(
             codes.get(&format!("{label}-{i}")).map(String::as_str),
