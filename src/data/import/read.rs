@@ -68,6 +68,17 @@ impl Header {
     }
 }
 
+impl Field {
+    /// The field as messages name it.
+    fn name(&self) -> &str {
+        match self {
+            Field::Id => "id",
+            Field::Column(column) => column.name,
+            Field::Unknown(name) => name,
+        }
+    }
+}
+
 /// A pass code or password on its way to the stage.
 pub enum Pass {
     /// In clear: to hash (or to match against the stored hash).
@@ -269,11 +280,8 @@ impl Source {
         }
         // Not reached for a file `csv_file::check` passed, unless it changed since.
         let text = |i: usize| -> Result<&str, String> {
-            std::str::from_utf8(&self.record[i]).map_err(|_| match &self.header.fields[i] {
-                Field::Id => "id is not valid UTF-8".to_owned(),
-                Field::Column(column) => format!("{} is not valid UTF-8", column.name),
-                Field::Unknown(name) => format!("{name} is not valid UTF-8"),
-            })
+            std::str::from_utf8(&self.record[i])
+                .map_err(|_| format!("{} is not valid UTF-8", self.header.fields[i].name()))
         };
         let mut bad = None;
         let id = match self.header.id.map(text) {
